@@ -1,0 +1,303 @@
+"""tuner.plots: each function writes a real PNG, returns what it promises and
+survives the edge cases an export folder meets (one epoch, failed trials)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tuner import plots
+from tuner.flowers import CLASS_NAMES
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path, min_width: int = 400, min_height: int = 200):
+    with open(path, "rb") as fh:
+        assert fh.read(8) == PNG_SIGNATURE
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(path)
+    height, width = img.shape[:2]
+    assert width >= min_width and height >= min_height, (width, height)
+    assert img.std() > 0, "blank image"
+    return width, height
+
+
+def noisy_predictions(rng, n=2000, classes=104, noise=0.3):
+    y_true = rng.integers(0, classes, n)
+    y_pred = y_true.copy()
+    flip = rng.random(n) < noise
+    y_pred[flip] = rng.integers(0, classes, int(flip.sum()))
+    return y_true, y_pred
+
+
+def history(epochs: int):
+    rows = []
+    for e in range(1, epochs + 1):
+        rows.append({
+            "epoch": e,
+            "loss": 3.0 * math.exp(-e / 3) + 0.2,
+            "val_loss": 3.1 * math.exp(-e / 4) + 0.4,
+            "accuracy": 1 - 0.9 * math.exp(-e / 3),
+            "val_accuracy": 0.95 - 0.9 * math.exp(-e / 4),
+            "f1": 0.97 - 0.9 * math.exp(-e / 3),
+            "val_f1": 0.9 - 0.9 * math.exp(-e / 4),
+            "val_precision": 0.92 - 0.9 * math.exp(-e / 4),
+            "val_recall": 0.88 - 0.9 * math.exp(-e / 4),
+            "learning_rate": 1e-3 * 0.5 ** e,
+        })
+    return rows
+
+
+# -------------------------------------------------------------- module hygiene
+
+
+def test_import_is_lazy_and_tensorflow_free():
+    code = (
+        "import sys, tuner.plots\n"
+        "assert 'matplotlib' not in sys.modules, 'matplotlib imported eagerly'\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "import numpy as np\n"
+        "from tuner.plots import plot_search\n"
+        "plot_search([('a', 0.5), ('b', 0.6)], sys.argv[1])\n"
+        "import matplotlib\n"
+        "assert matplotlib.get_backend().lower() == 'agg', matplotlib.get_backend()\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+    )
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "s.png")
+        env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+        env["DISPLAY"] = ""
+        subprocess.run([sys.executable, "-c", code, out], check=True, env=env, timeout=120)
+        assert_png(out)
+
+
+# -------------------------------------------------------------------- curves
+
+
+def test_curves_full_history(tmp_path):
+    out = plots.plot_curves(history(12), tmp_path / "curves.png")
+    assert out == str(tmp_path / "curves.png")
+    width, _ = assert_png(out)
+    assert width >= 1000
+
+
+def test_curves_single_epoch_missing_keys_and_nan(tmp_path):
+    assert_png(plots.plot_curves(history(1), tmp_path / "one.png"))
+    sparse = [{"loss": 1.2, "val_loss": float("nan")}, {"loss": 0.9, "accuracy": None}]
+    assert_png(plots.plot_curves(sparse, tmp_path / "sparse.png"))
+    assert_png(plots.plot_curves([{}], tmp_path / "blank_epoch.png"))
+    assert_png(plots.plot_curves([], tmp_path / "empty.png"))
+
+
+def test_creates_missing_folders(tmp_path):
+    out = tmp_path / "export" / "deep" / "curves.png"
+    assert_png(plots.plot_curves(history(3), out))
+    assert [p.name for p in out.parent.iterdir()] == ["curves.png"]  # no temp leftovers
+
+
+# ----------------------------------------------------------------- confusion
+
+
+def test_confusion_104_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    y_true, y_pred = noisy_predictions(rng)
+    pairs = plots.plot_confusion(y_true, y_pred, CLASS_NAMES, tmp_path / "cm.png")
+    width, height = assert_png(tmp_path / "cm.png", min_width=1500, min_height=1500)
+    assert len(pairs) == 12
+    counts = [c for _, _, c in pairs]
+    assert counts == sorted(counts, reverse=True)
+    assert all(t != p for t, p, _ in pairs)
+
+
+def test_confusion_pairs_are_the_most_frequent(tmp_path):
+    rng = np.random.default_rng(1)
+    y_true = np.repeat(np.arange(104), 10)
+    y_pred = y_true.copy()
+    # planted confusions with known counts, larger than anything else
+    planted = {(49, 48): 9, (3, 30): 7, (100, 99): 5}
+    for (t, p), count in planted.items():
+        rows = np.flatnonzero(y_true == t)[:count]
+        y_pred[rows] = p
+    # plus single scattered mistakes elsewhere
+    others = rng.choice(np.flatnonzero(~np.isin(y_true, [49, 3, 100])), 20, replace=False)
+    y_pred[others] = (y_true[others] + 7) % 104
+
+    full = plots.plot_confusion(y_true, y_pred, CLASS_NAMES, tmp_path / "cm.png", top_pairs=50)
+    assert full[:3] == [
+        (CLASS_NAMES[49], CLASS_NAMES[48], 9),
+        (CLASS_NAMES[3], CLASS_NAMES[30], 7),
+        (CLASS_NAMES[100], CLASS_NAMES[99], 5),
+    ]
+    assert all(type(c) is int for _, _, c in full)
+    # the full list agrees with a brute-force count
+    brute = {}
+    for t, p in zip(y_true, y_pred):
+        if t != p:
+            brute[(CLASS_NAMES[t], CLASS_NAMES[p])] = brute.get((CLASS_NAMES[t], CLASS_NAMES[p]), 0) + 1
+    assert len(full) == len(brute) >= 4
+    assert {(t, p): c for t, p, c in full} == brute
+
+
+def test_confusion_absent_classes_no_warnings(tmp_path):
+    y_true = np.array([0, 0, 1, 2, 2, 2])
+    y_pred = np.array([0, 3, 1, 2, 5, 5])  # classes 3..11 never true
+    names = CLASS_NAMES[:12]
+    with np.errstate(all="raise"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            pairs = plots.plot_confusion(y_true, y_pred, names, tmp_path / "cm.png")
+    assert_png(tmp_path / "cm.png")
+    assert pairs[0] == (CLASS_NAMES[2], CLASS_NAMES[5], 2)
+    assert pairs[1] == (CLASS_NAMES[0], CLASS_NAMES[3], 1)
+
+
+def test_confusion_small_and_probabilities(tmp_path):
+    names = ["a", "b", "c"]
+    probs = np.eye(3)[[0, 1, 1, 2]]
+    pairs = plots.plot_confusion([0, 1, 2, 2], probs, names, tmp_path / "cm.png")
+    assert pairs == [("c", "b", 1)]
+    assert_png(tmp_path / "cm.png")
+    assert plots.plot_confusion([], [], names, tmp_path / "none.png") == []
+
+
+def test_confusion_rejects_bad_ids(tmp_path):
+    with pytest.raises(ValueError):
+        plots.plot_confusion([0, 104], [0, 1], CLASS_NAMES, tmp_path / "x.png")
+    with pytest.raises(ValueError):
+        plots.plot_confusion([0, 1, 2], [0, 1], CLASS_NAMES, tmp_path / "x.png")
+
+
+# --------------------------------------------------------------- predictions
+
+
+def test_predictions_grid(tmp_path):
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (30, 64, 64, 3), dtype=np.uint8)
+    y_true, y_pred = noisy_predictions(rng, n=30, noise=0.4)
+    out = plots.plot_predictions(images, y_true, y_pred, CLASS_NAMES, tmp_path / "p.png")
+    assert_png(out, min_width=1000)
+
+
+def test_predictions_float_and_odd_inputs(tmp_path):
+    rng = np.random.default_rng(3)
+    floats = rng.uniform(0, 255, (5, 32, 32, 3))
+    assert_png(plots.plot_predictions(floats, [1, 2, 3, 4, 5], [1, 2, 0, 4, 5],
+                                      CLASS_NAMES, tmp_path / "f.png"))
+    unit = [rng.uniform(0, 1, (40, 30, 3)), rng.uniform(0, 1, (20, 20, 1))]
+    assert_png(plots.plot_predictions(unit, [0, 1], [0, 0], CLASS_NAMES, tmp_path / "u.png"))
+    one = np.zeros((1, 16, 16, 3), np.uint8)
+    assert_png(plots.plot_predictions(one, [7], [8], CLASS_NAMES, tmp_path / "one.png"))
+    assert_png(plots.plot_predictions(one[:0], [], [], CLASS_NAMES, tmp_path / "zero.png"))
+
+
+# -------------------------------------------------------------------- search
+
+
+def test_search_mixed(tmp_path):
+    rng = np.random.default_rng(4)
+    trials = [(f"trial_{i:03d}", None if i % 5 == 3 else float(rng.uniform(0.4, 0.9)))
+              for i in range(40)]
+    assert_png(plots.plot_search(trials, tmp_path / "s.png"), min_width=800)
+    assert_png(plots.plot_search(trials, tmp_path / "s_min.png", goal="min"))
+
+
+def test_search_edge_cases(tmp_path):
+    assert_png(plots.plot_search([("00", None), ("01", None)], tmp_path / "failed.png"))
+    assert_png(plots.plot_search([("00", 0.71)], tmp_path / "one.png"))
+    assert_png(plots.plot_search([("00", None)], tmp_path / "one_failed.png"))
+    assert_png(plots.plot_search([("00", float("nan")), ("01", 0.5)], tmp_path / "nan.png"))
+    assert_png(plots.plot_search([], tmp_path / "none.png"))
+    with pytest.raises(ValueError):
+        plots.plot_search([("00", 0.5)], tmp_path / "bad.png", goal="maximise")
+
+
+# ---------------------------------------------------------------- importance
+
+
+def importance_case(n=40, seed=5):
+    rng = np.random.default_rng(seed)
+    rows, scores = [], []
+    for i in range(n):
+        lr = float(10 ** rng.uniform(-5, -2))
+        row = {
+            "learning_rate": lr,
+            "noise": float(rng.uniform(0, 1)),
+            "backbone": str(rng.choice(["effnet", "resnet"])),
+            "augment": bool(rng.random() < 0.5),
+            "batch_size": 64,  # constant: dropped
+        }
+        rows.append(row)
+        score = 0.95 - 0.15 * abs(math.log10(lr) + 3.5)
+        scores.append(None if i % 7 == 6 else score)
+    return rows, scores
+
+
+def test_importance_ranks_signal_over_noise(tmp_path):
+    rows, scores = importance_case()
+    result = plots.plot_importance(rows, scores, tmp_path / "imp.png")
+    assert_png(tmp_path / "imp.png")
+    assert list(result)[0] == "learning_rate"
+    assert result["learning_rate"] > 2 * result["noise"]
+    assert "batch_size" not in result
+    assert set(result) == {"learning_rate", "noise", "backbone", "augment"}
+    assert math.isclose(sum(result.values()), 1.0, rel_tol=1e-9)
+    values = list(result.values())
+    assert values == sorted(values, reverse=True)
+
+
+def test_importance_categorical_signal(tmp_path):
+    rng = np.random.default_rng(6)
+    rows, scores = [], []
+    for _ in range(30):
+        backbone = str(rng.choice(["effnet", "resnet", "convnext"]))
+        rows.append({"backbone": backbone, "dropout": float(rng.uniform(0, 0.5)),
+                     "head": "dense" if rng.random() < 0.5 else None})
+        scores.append({"effnet": 0.9, "resnet": 0.6, "convnext": 0.75}[backbone])
+    result = plots.plot_importance(rows, scores, tmp_path / "imp.png")
+    assert list(result)[0] == "backbone"
+    assert set(result) == {"backbone", "dropout", "head"}
+
+
+def test_importance_not_enough(tmp_path):
+    rows, scores = importance_case(n=10)
+    assert plots.plot_importance(rows[:2], scores[:2], tmp_path / "few.png") == {}
+    assert_png(tmp_path / "few.png")
+    assert plots.plot_importance(rows[:4], [0.5, None, None, None], tmp_path / "f2.png") == {}
+    same = [{"lr": 1e-3, "opt": "adam"}] * 5
+    assert plots.plot_importance(same, [0.1, 0.2, 0.3, 0.4, 0.5], tmp_path / "const.png") == {}
+    assert_png(tmp_path / "const.png")
+    assert plots.plot_importance(rows[:5], [0.5] * 5, tmp_path / "flat.png") == {}
+    assert plots.plot_importance([], [], tmp_path / "empty.png") == {}
+    with pytest.raises(ValueError):
+        plots.plot_importance(rows[:3], [0.1, 0.2], tmp_path / "bad.png")
+
+
+# ------------------------------------------------------------------- leaks
+
+
+def test_no_open_figures_after_many_calls(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    for i in range(20):
+        plots.plot_search([("a", 0.5), ("b", None), ("c", 0.7)], tmp_path / "s.png")
+    plots.plot_curves(history(2), tmp_path / "c.png")
+    plots.plot_confusion([0, 1, 2], [0, 2, 2], CLASS_NAMES[:3], tmp_path / "cm.png")
+    plots.plot_importance([{"x": 1}, {"x": 2}], [0.1, 0.2], tmp_path / "i.png")
+    assert plt.get_fignums() == before == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "cm.png", "i.png", "s.png"]

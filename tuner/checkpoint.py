@@ -1,0 +1,169 @@
+"""Epoch checkpoints that let an interrupted trial continue where it stopped.
+
+Keras Tuner restarts an interrupted trial from scratch. Here every finished
+epoch writes the weights and optimizer state to new files, then switches one
+small pointer file (`resume.json`) atomically, then removes the previous
+epoch's files. A kill at any moment leaves the pointer naming a complete
+checkpoint. `history.csv` is rewritten from the pointer's rows, so each epoch
+appears exactly once across interruptions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from typing import Any
+
+import keras
+import numpy as np
+
+HISTORY_COLUMNS = (
+    "epoch", "loss", "accuracy", "f1", "val_loss", "val_accuracy", "val_f1",
+    "val_precision", "val_recall", "learning_rate", "seconds",
+)
+POINTER = "resume.json"
+HISTORY = "history.csv"
+
+
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def atomic_write(path: str, data: bytes | str) -> None:
+    """Write then rename, so readers see the old or the new file, never half."""
+    raw = data.encode() if isinstance(data, str) else data
+    if "://" not in path:
+        folder = os.path.dirname(path) or "."
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(raw)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return
+    gfile = _gfile()
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with gfile.GFile(tmp, "wb") as f:
+        f.write(raw)
+    gfile.rename(tmp, path, overwrite=True)
+
+
+def history_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in HISTORY_COLUMNS})
+    return out.getvalue()
+
+
+def read_history(trial_dir: str) -> list[dict[str, float]]:
+    path = f"{trial_dir}/{HISTORY}"
+    gfile = _gfile()
+    if not gfile.exists(path):
+        return []
+    with gfile.GFile(path) as f:
+        rows = list(csv.DictReader(f))
+    return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
+
+
+class TrialCheckpoint:
+    """The resume state of one trial folder."""
+
+    def __init__(self, trial_dir: str):
+        self.dir = str(trial_dir)
+        self.pointer = f"{self.dir}/{POINTER}"
+
+    def load(self) -> dict[str, Any] | None:
+        gfile = _gfile()
+        if not gfile.exists(self.pointer):
+            return None
+        with gfile.GFile(self.pointer) as f:
+            return json.load(f)
+
+    def _files(self, epoch: int) -> tuple[str, str]:
+        return (f"epoch-{epoch:04d}.weights.h5", f"epoch-{epoch:04d}.optimizer.npz")
+
+    def save(self, model: keras.Model, epoch: int, state: dict[str, Any]) -> None:
+        """Persist the state after `epoch` finished epochs (1-based count)."""
+        gfile = _gfile()
+        folder = f"{self.dir}/resume"
+        gfile.makedirs(folder)
+        wname, oname = self._files(epoch)
+        store: dict[str, np.ndarray] = {}
+        model.optimizer.save_own_variables(store)
+        with tempfile.TemporaryDirectory() as tmp:
+            local_w = os.path.join(tmp, wname)
+            model.save_weights(local_w)
+            local_o = os.path.join(tmp, oname)
+            np.savez(local_o, **{str(k): np.asarray(v) for k, v in store.items()})
+            for local, name in ((local_w, wname), (local_o, oname)):
+                target = f"{folder}/{name}"
+                gfile.copy(local, target + ".part", overwrite=True)
+                gfile.rename(target + ".part", target, overwrite=True)
+        old = self.load()
+        pointer = {"epoch": epoch, "weights": f"resume/{wname}", "optimizer": f"resume/{oname}",
+                   "saved_at": time.time(), **state}
+        atomic_write(self.pointer, json.dumps(pointer, indent=1, default=_json_default))
+        atomic_write(f"{self.dir}/{HISTORY}", history_csv(state.get("rows", [])))
+        if old and old.get("epoch") != epoch:
+            for key in ("weights", "optimizer"):
+                path = f"{self.dir}/{old[key]}"
+                if gfile.exists(path):
+                    gfile.remove(path)
+
+    def restore(self, model: keras.Model) -> dict[str, Any] | None:
+        """Load weights and optimizer state into a freshly built model."""
+        state = self.load()
+        if not state or state.get("done"):
+            return state
+        gfile = _gfile()
+        with tempfile.TemporaryDirectory() as tmp:
+            local_w = os.path.join(tmp, "w.weights.h5")
+            local_o = os.path.join(tmp, "o.npz")
+            gfile.copy(f"{self.dir}/{state['weights']}", local_w, overwrite=True)
+            gfile.copy(f"{self.dir}/{state['optimizer']}", local_o, overwrite=True)
+            model.load_weights(local_w)
+            opt = model.optimizer
+            if not opt.built:
+                opt.build(model.trainable_variables)
+            with np.load(local_o) as npz:
+                opt.load_own_variables({k: npz[k] for k in npz.files})
+        return state
+
+    def finish(self, state: dict[str, Any]) -> None:
+        """Mark the trial done and drop its resume files (history stays)."""
+        gfile = _gfile()
+        old = self.load() or {}
+        atomic_write(self.pointer, json.dumps({**old, **state, "done": True}, indent=1, default=_json_default))
+        folder = f"{self.dir}/resume"
+        if gfile.exists(folder):
+            gfile.rmtree(folder)
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def clean_float(x: Any) -> float | None:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f

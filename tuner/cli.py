@@ -1,0 +1,179 @@
+"""`python -m tuner`: a thin command line over the package's functions.
+
+Nothing heavy is imported at module level, so `--help` answers at once;
+every command's work is a function callable from Python."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from tuner import __version__
+from tuner.errors import TunerError
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+
+
+def parse_duration(text: str) -> float:
+    """'2h45m', '90m', '1.5h', '30s' or plain seconds -> seconds."""
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    parts = _DURATION.findall(t)
+    if not parts or "".join(a + b for a, b in parts) != t:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}; use e.g. 2h45m, 90m, 30s")
+    scale = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {v}")
+    return v
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 64,192, got {text!r}") from None
+    if not sizes or any(s < 16 or s > 1024 for s in sizes):
+        raise argparse.ArgumentTypeError("sizes must be between 16 and 1024")
+    return sizes
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors end in one line and exit code 2, like every other bad input."""
+
+    def error(self, message: str):  # pragma: no cover - exercised through the CLI tests
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m tuner", description=(
+        "flower-tuner: Keras Tuner searches for flower classifiers on Kaggle's Petals to the Metal "
+        "TFRecords, resumable mid-trial, on CPU, GPU or TPU."))
+    p.add_argument("--version", action="version", version=f"flower-tuner {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("search", help="run or resume a search", description=(
+        "Run a Keras Tuner search over a space file. Running the same command again resumes it, "
+        "including an interrupted trial from its last finished epoch."))
+    s.add_argument("--space", default="default", help="shipped space name (see `spaces`) or path to a .yaml file (default: default)")
+    s.add_argument("--data", help="data root holding tfrecords-jpeg-SxS/ (local or gs://); default: $TUNER_DATA, "
+                   "else the Kaggle input folder, else the demo data when the space says `data: demo`")
+    s.add_argument("--project", help="project directory (default: runs/<space name>)")
+    s.add_argument("--max-trials", type=_positive_int, help="number of trials (overrides the space's run_cap; may grow on resume)")
+    s.add_argument("--epochs", type=_positive_int, help="epochs per trial (overrides the space)")
+    s.add_argument("--steps-per-epoch", type=_positive_int, help="training steps per epoch (overrides the space)")
+    s.add_argument("--method", choices=("random", "bayes", "hyperband"), help="search method (overrides the space)")
+    s.add_argument("--strategy", default="auto", choices=("auto", "tpu", "mirrored", "cpu"),
+                   help="distribution strategy (default: auto = TPU, else several GPUs, else one GPU or CPU)")
+    s.add_argument("--cpu-replicas", type=_positive_int, help="split the CPU into N logical devices (with --strategy mirrored; also $TUNER_CPU_REPLICAS)")
+    s.add_argument("--max-time", type=parse_duration, help="stop cleanly at the first epoch end after this time, e.g. 2h45m")
+    s.add_argument("--weights", help="backbone weights for every trial: imagenet, none, or a local .h5 file (overrides the space)")
+    s.add_argument("--seed", type=int, help="random seed (overrides the space)")
+    s.add_argument("--overwrite", action="store_true", help="delete the project's earlier trials and start afresh")
+    s.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+
+    sub.add_parser("spaces", help="list the shipped search spaces", description="List the shipped search spaces.")
+
+    d = sub.add_parser("demo-data", help="write the procedural demo flower dataset", description=(
+        "Write a procedural 104-class flower dataset in Kaggle's exact layout and record format."))
+    d.add_argument("--out", help="output folder (default: $TUNER_DEMO_DATA or ~/.cache/flower-tuner/demo)")
+    d.add_argument("--sizes", type=_sizes, default=(64,), help="image sizes, comma-separated (default: 64)")
+    d.add_argument("--scale", type=float, default=0.1, help="fraction of the real split sizes (default: 0.1)")
+    d.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+    c = sub.add_parser("check", help="read a data root and report what the pipeline sees", description=(
+        "Open a data root, count records per split from the file names, decode a batch and time the input pipeline."))
+    c.add_argument("--data", help="data root (default: $TUNER_DATA, else the demo data)")
+    c.add_argument("--image-size", type=_positive_int, default=64, help="image size to read at (default: 64)")
+    c.add_argument("--batch", type=_positive_int, default=32, help="batch size (default: 32)")
+    c.add_argument("--scan", action="store_true", help="also read every record to find corrupt files")
+    return p
+
+
+def _cmd_spaces(args) -> int:
+    from tuner.spaces import list_spaces
+
+    for name, description in list_spaces():
+        print(f"{name:12s} {description}")
+    return 0
+
+
+def _cmd_demo_data(args) -> int:
+    from tuner import demo
+
+    out = args.out or demo.default_demo_dir()
+    summary = demo.generate(out, sizes=args.sizes, scale=args.scale, seed=args.seed, log=print)
+    counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())
+    print(f"demo data in {summary.root}: {counts} images at {','.join(map(str, summary.sizes))} px ({summary.seconds:.1f}s)")
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from tuner.check import check_data
+
+    root = args.data or os.environ.get("TUNER_DATA")
+    if not root:
+        from tuner import demo
+
+        root = demo.default_demo_dir()
+        if not demo.is_complete(root):
+            raise TunerError(f"no data given and no demo data at {root}; pass --data ROOT or run `python -m tuner demo-data`")
+    for line in check_data(root, args.image_size, args.batch, scan=args.scan):
+        print(line)
+    return 0
+
+
+def _cmd_search(args) -> int:
+    from tuner.search import SearchOptions, run_search
+
+    opts = SearchOptions(
+        space=args.space, data=args.data, project=args.project, max_trials=args.max_trials, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, method=args.method, strategy=args.strategy,
+        cpu_replicas=args.cpu_replicas, max_time=args.max_time, weights=args.weights, seed=args.seed,
+        overwrite=args.overwrite, plain=True if args.plain else None,
+    )
+    result = run_search(opts)
+    if result.stopped and not result.stopped.startswith("max-time"):
+        return 130 if "Ctrl-C" in result.stopped else 143
+    return 0
+
+
+COMMANDS = {"search": _cmd_search, "spaces": _cmd_spaces, "demo-data": _cmd_demo_data, "check": _cmd_check}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except TunerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; finished epochs are saved, run the same command to continue", file=sys.stderr)
+        return 130
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == "tensorflow":
+            print("error: TensorFlow is not installed; pip install 'flower-tuner[cpu]' (or [gpu]), "
+                  "or use the TensorFlow your Kaggle/Colab image ships", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

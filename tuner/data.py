@@ -1,0 +1,345 @@
+"""Reading Kaggle's flower TFRecords into tf.data pipelines.
+
+Local paths and `gs://` both go through `tf.io.gfile`. Record counts come from
+the file names (as the public notebooks count them), so opening a data root
+costs one directory listing per split, not a scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner import records
+from tuner.errors import DataError
+from tuner.flowers import NUM_CLASSES
+
+AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow here
+HINT = "pass --data ROOT (the folder that holds tfrecords-jpeg-SxS/), or run `python -m tuner demo-data`"
+
+
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def available_sizes(root: str) -> list[int]:
+    """Image sizes present under `root` (from the `tfrecords-jpeg-SxS` folders)."""
+    gfile = _gfile()
+    if not gfile.exists(root):
+        raise DataError(f"data folder {root} not found; {HINT}")
+    if not gfile.isdir(root):
+        raise DataError(f"data path {root} is not a folder; {HINT}")
+    sizes = []
+    for name in gfile.listdir(root):
+        m = records.SIZE_DIR_RE.match(name.rstrip("/"))
+        if m and m.group(1) == m.group(2):
+            sizes.append(int(m.group(1)))
+    return sorted(sizes)
+
+
+def choose_source_size(root: str, image_size: int) -> int:
+    """The folder to read for `image_size`: the exact one, else the smallest
+    larger one (downscaling keeps detail), else the largest smaller one."""
+    sizes = available_sizes(root)
+    if not sizes:
+        raise DataError(f"no tfrecords-jpeg-SxS folder in {root}; {HINT}")
+    if image_size in sizes:
+        return image_size
+    larger = [s for s in sizes if s > image_size]
+    return min(larger) if larger else max(sizes)
+
+
+def _available_bytes() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 0
+
+
+@dataclass
+class FlowerData:
+    """One data root at one image size. Cheap to build: lists files only."""
+
+    root: str
+    image_size: int
+    log: Callable[[str], None] | None = print
+    source_size: int = field(init=False)
+    _files: dict[str, list[str]] = field(init=False, default_factory=dict)
+    _class_counts: dict[str, Any] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root = str(self.root).rstrip("/") or "/"
+        self.source_size = choose_source_size(self.root, self.image_size)
+        if self.source_size != self.image_size and self.log:
+            how = "down" if self.source_size > self.image_size else "up"
+            self.log(
+                f"no {self.image_size}x{self.image_size} records in {self.root}; "
+                f"resizing {how} from {self.source_size}x{self.source_size}"
+            )
+        for split in ("train", "val"):
+            if not self.files(split):
+                raise DataError(
+                    f"no {split} records in {self._split_dir(split)}; "
+                    f"expected files like {records.record_file_name(0, self.source_size, 798)}"
+                )
+
+    # ---- files and counts -------------------------------------------------
+    def _split_dir(self, split: str) -> str:
+        return f"{self.root}/{records.size_dir(self.source_size)}/{split}"
+
+    def files(self, split: str) -> list[str]:
+        if split not in self._files:
+            gfile = _gfile()
+            folder = self._split_dir(split)
+            found = sorted(gfile.glob(f"{folder}/*.tfrec")) if gfile.exists(folder) else []
+            self._files[split] = found
+        return self._files[split]
+
+    def has_split(self, split: str) -> bool:
+        return bool(self.files(split))
+
+    def count(self, split: str) -> int:
+        """Records in a split, summed from the file names."""
+        total = 0
+        for path in self.files(split):
+            n = records.count_from_name(path)
+            if n is None:
+                raise DataError(
+                    f"cannot read the record count from the file name {path}; "
+                    "Kaggle names files NN-SxS-COUNT.tfrec"
+                )
+            total += n
+        return total
+
+    def class_counts(self, split: str = "train"):
+        """Images per class, scanned once (labels only, no decoding) and kept in
+        memory and in the user cache, keyed by the file list."""
+        import numpy as np
+
+        if split in self._class_counts:
+            return self._class_counts[split]
+        files = self.files(split)
+        key = hashlib.sha256(json.dumps([self.root, files]).encode()).hexdigest()[:16]
+        cache_dir = os.path.join(
+            os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+            "flower-tuner",
+            "class-counts",
+        )
+        cache_file = os.path.join(cache_dir, f"{key}.json")
+        counts = None
+        try:
+            with open(cache_file) as f:
+                counts = np.array(json.load(f), dtype=np.int64)
+        except (OSError, ValueError):
+            pass
+        if counts is None or counts.shape != (NUM_CLASSES,):
+            import tensorflow as tf
+
+            spec = {"class": tf.io.FixedLenFeature([], tf.int64)}
+            ds = tf.data.TFRecordDataset(files, num_parallel_reads=AUTOTUNE)
+            ds = ds.map(lambda r: tf.io.parse_single_example(r, spec)["class"], AUTOTUNE)
+            counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+            try:
+                for batch in ds.batch(4096).as_numpy_iterator():
+                    counts += np.bincount(batch, minlength=NUM_CLASSES)[:NUM_CLASSES]
+            except tf.errors.OpError as e:
+                raise self.locate_corruption(split, e) from None
+            try:
+                os.makedirs(cache_dir, exist_ok=True)
+                with open(cache_file, "w") as f:
+                    json.dump(counts.tolist(), f)
+            except OSError:
+                pass
+        self._class_counts[split] = counts
+        return counts
+
+    def class_weights(self, split: str = "train"):
+        """sklearn's 'balanced' weights (n / (classes * count)); 0 for absent classes."""
+        import numpy as np
+
+        counts = self.class_counts(split).astype("float64")
+        present = counts > 0
+        w = np.zeros(NUM_CLASSES)
+        w[present] = counts.sum() / (present.sum() * counts[present])
+        return w.astype("float32")
+
+    def cache_bytes(self, split: str) -> int:
+        return self.count(split) * self.image_size * self.image_size * 3
+
+    def fits_in_memory(self, split: str, fraction: float = 0.4) -> bool:
+        return self.cache_bytes(split) < fraction * _available_bytes()
+
+    # ---- parsing ----------------------------------------------------------
+    def _decode(self, jpeg):
+        import tensorflow as tf
+
+        s0, s = self.source_size, self.image_size
+        image = tf.io.decode_jpeg(jpeg, channels=3)
+        image = tf.reshape(image, [s0, s0, 3])  # static shape: TPUs need it
+        if s0 != s:
+            image = tf.image.resize(image, [s, s], antialias=True)
+            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        return image
+
+    def _parse(self, labeled: bool):
+        import tensorflow as tf
+
+        spec = records.feature_spec(labeled)
+
+        def parse(record):
+            ex = tf.io.parse_single_example(record, spec)
+            image = self._decode(ex["image"])
+            if labeled:
+                return image, tf.cast(ex["class"], tf.int32)
+            return image, ex["id"]
+
+        return parse
+
+    def _records(self, split: str, ordered: bool):
+        import tensorflow as tf
+
+        files = self.files(split)
+        if not files:
+            raise DataError(f"no {split} records in {self._split_dir(split)}")
+        options = tf.data.Options()
+        options.deterministic = ordered
+        if ordered:
+            ds = tf.data.TFRecordDataset(files)
+        else:
+            ds = tf.data.Dataset.from_tensor_slices(files)
+            ds = ds.interleave(
+                tf.data.TFRecordDataset,
+                cycle_length=min(len(files), 16),
+                num_parallel_calls=AUTOTUNE,
+                deterministic=False,
+            )
+        return ds.with_options(options)
+
+    def decoded(self, split: str, ordered: bool = True):
+        """(uint8 image, label or id) pairs, one per record, no batching."""
+        import tensorflow as tf
+
+        labeled = split in records.LABELED_SPLITS
+        return self._records(split, ordered).map(
+            self._parse(labeled), num_parallel_calls=AUTOTUNE, deterministic=ordered
+        )
+
+    # ---- pipelines --------------------------------------------------------
+    def train_dataset(
+        self,
+        batch_size: int,
+        augment: Callable | None = None,
+        cache: bool | str = "auto",
+        seed: int | None = None,
+        shuffle_buffer: int = 2048,
+        sample_weights=None,
+        repeat: bool = True,
+        drop_remainder: bool = True,
+    ):
+        """Yields (float32 0..255 images, one-hot labels[, sample weights]).
+
+        Order is ignored for speed; the RAM cache holds decoded uint8 images
+        (before augmentation, so every epoch is augmented afresh)."""
+        import tensorflow as tf
+
+        ds = self.decoded("train", ordered=False)
+        if cache == "auto":
+            cache = self.fits_in_memory("train")
+        if cache:
+            ds = ds.cache()
+        ds = ds.shuffle(shuffle_buffer, seed=seed)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        if augment is not None:
+            seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
+            ds = tf.data.Dataset.zip((ds, seeds)).map(
+                lambda xy, s: (augment(tf.cast(xy[0], tf.float32), s), xy[1]),
+                num_parallel_calls=AUTOTUNE,
+            )
+        return self._finish(ds, sample_weights)
+
+    def eval_dataset(self, split: str, batch_size: int, cache: bool = True, sample_weights=None):
+        """Ordered, batched, optionally cached: (images, one-hot labels)."""
+        ds = self.decoded(split, ordered=True)
+        if cache:
+            ds = ds.cache()
+        ds = ds.batch(batch_size)
+        return self._finish(ds, sample_weights)
+
+    def val_dataset(self, batch_size: int, cache: bool = True):
+        return self.eval_dataset("val", batch_size, cache=cache)
+
+    def test_dataset(self, batch_size: int):
+        """Ordered (float32 images, ids): predictions line up with ids."""
+        import tensorflow as tf
+
+        if not self.has_split("test"):
+            raise DataError(f"no test records in {self._split_dir('test')}")
+        ds = self.decoded("test", ordered=True).batch(batch_size)
+        return ds.map(lambda x, i: (tf.cast(x, tf.float32), i)).prefetch(AUTOTUNE)
+
+    def _finish(self, ds, sample_weights):
+        import tensorflow as tf
+
+        def to_float(x, y):
+            return tf.cast(x, tf.float32), tf.one_hot(y, NUM_CLASSES)
+
+        ds = ds.map(to_float, num_parallel_calls=AUTOTUNE)
+        if sample_weights is not None:
+            table = tf.constant(sample_weights, tf.float32)
+            ds = ds.map(
+                lambda x, y: (x, y, tf.gather(table, tf.argmax(y, axis=-1))),
+                num_parallel_calls=AUTOTUNE,
+            )
+        return ds.prefetch(AUTOTUNE)
+
+    # ---- corrupt input ----------------------------------------------------
+    def locate_corruption(self, split: str | None = None, error: BaseException | None = None) -> DataError:
+        """Find the first unreadable file after a read error, so the user gets
+        its path instead of TensorFlow's stack. Scans only on failure."""
+        import tensorflow as tf
+
+        splits = [split] if split else [s for s in records.SPLITS if self.has_split(s)]
+        for sp in splits:
+            labeled = sp in records.LABELED_SPLITS
+            parse = self._parse(labeled)
+            for path in self.files(sp):
+                n = 0
+                try:
+                    for _ in tf.data.TFRecordDataset(path).map(parse):
+                        n += 1
+                except tf.errors.OpError as e:
+                    reason = e.message.splitlines()[0] if e.message else type(e).__name__
+                    return DataError(
+                        f"corrupt record file {path} (record {n}): {reason[:200]}; "
+                        "re-download or regenerate it, or move it out of the split"
+                    )
+                expected = records.count_from_name(path)
+                if expected is not None and expected != n:
+                    return DataError(
+                        f"record file {path} holds {n} records but its name says {expected}; "
+                        "the file is truncated or misnamed"
+                    )
+        detail = f": {str(error).splitlines()[0][:200]}" if error else ""
+        return DataError(f"could not read the records under {self.root}{detail}")
+
+    def check(self, splits: tuple[str, ...] = ("train", "val")) -> None:
+        """Decode the first record of each split: catches wrong formats and
+        sizes at start-up, before any trial begins."""
+        import tensorflow as tf
+
+        for sp in splits:
+            if not self.has_split(sp):
+                continue
+            try:
+                for _ in self.decoded(sp, ordered=True).take(1):
+                    pass
+            except tf.errors.OpError as e:
+                raise self.locate_corruption(sp, e) from None

@@ -1,0 +1,264 @@
+"""The flower HyperModel: a keras.applications backbone with its own
+preprocessing inside the model (so saved models take raw 0..255 images), a
+small head, and a `fit` that picks batch size, callbacks and datasets per
+trial from the hyperparameters."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from tuner import backbones
+from tuner.errors import TunerError
+from tuner.flowers import NUM_CLASSES
+from tuner.metrics import macro_metrics
+
+#: ImageNet means/stds the applications' preprocess_input functions use.
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+
+
+def preprocess_layers(mode: str) -> list[keras.layers.Layer]:
+    """Each application's `preprocess_input` as plain built-in layers, so a
+    saved model reloads with no custom objects and serves raw pixels."""
+    if mode == "tf":
+        return [keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")]
+    if mode == "torch":
+        var = [s * s * 255.0 * 255.0 for s in _TORCH_STD]
+        mean = [m * 255.0 for m in _TORCH_MEAN]
+        return [keras.layers.Normalization(mean=mean, variance=var, name="preprocess")]
+    if mode == "caffe":
+        # RGB -> BGR and mean subtraction in one fixed 3x3 linear map.
+        return [keras.layers.Dense(3, trainable=False, name="preprocess")]
+    return []
+
+
+def _init_caffe(layer: keras.layers.Layer) -> None:
+    kernel = np.zeros((3, 3), "float32")
+    kernel[0, 2] = kernel[1, 1] = kernel[2, 0] = 1.0
+    layer.set_weights([kernel, -np.array(_CAFFE_MEAN_BGR, "float32")])
+
+
+_BLOCK_RE = re.compile(r"^(.*?block_?\d+[a-z]?)_")
+
+
+def unfreeze_top_blocks(backbone: keras.Model, n: int) -> None:
+    """Train the last `n` blocks (and the layers after them); everything else,
+    and every BatchNormalization, stays frozen."""
+    blocks: list[str] = []
+    for layer in backbone.layers:
+        m = _BLOCK_RE.match(layer.name)
+        if m and m.group(1) not in blocks:
+            blocks.append(m.group(1))
+    keep = set(blocks[-n:]) if n > 0 else set()
+    first = None
+    for i, layer in enumerate(backbone.layers):
+        m = _BLOCK_RE.match(layer.name)
+        if m and m.group(1) in keep and first is None:
+            first = i
+    backbone.trainable = True
+    for i, layer in enumerate(backbone.layers):
+        trainable = first is not None and i >= first
+        if isinstance(layer, keras.layers.BatchNormalization):
+            trainable = False
+        layer.trainable = trainable
+
+
+def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0):
+    if name == "nadam":
+        return keras.optimizers.Nadam(learning_rate)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True,
+                                    weight_decay=weight_decay or None)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay or 0.004)
+    raise TunerError(f"unknown optimizer {name!r}; choose nadam, rmsprop, adam, sgd or adamw")
+
+
+def ramp_schedule(start: float, minimum: float, maximum: float, rampup: int, sustain: int, decay: float) -> Callable[[int], float]:
+    """The original study's `exponential_lr`: linear ramp, hold, exponential decay."""
+
+    def lr(epoch: int) -> float:
+        if epoch < rampup:
+            return (maximum - start) / rampup * epoch + start
+        if epoch < rampup + sustain:
+            return maximum
+        return (maximum - minimum) * decay ** (epoch - rampup - sustain) + minimum
+
+    return lr
+
+
+def resolve_weights(weights: str) -> str | None:
+    if weights in ("none", None, ""):
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    path = os.path.expanduser(weights)
+    if not os.path.exists(path) and not path.startswith("gs://"):
+        raise TunerError(
+            f"weights file {weights} not found; give an existing .h5 file (notop), 'imagenet' or 'none'"
+        )
+    return path
+
+
+class FlowerHyperModel(kt.HyperModel):
+    """Builds one trial's model from a validated `Space`."""
+
+    def __init__(self, space, data_factory: Callable[[int], Any], strategy_info, seed: int = 42):
+        super().__init__(name="flower")
+        self.space = space
+        self.data_factory = data_factory  # image_size -> FlowerData
+        self.strategy_info = strategy_info
+        self.seed = seed
+
+    # Keras Tuner calls this once to populate the oracle's space.
+    def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
+        self.space.declare(hp)
+
+    def values(self, hp: kt.HyperParameters) -> dict[str, Any]:
+        """Every dimension's value for this trial (declared ones from hp)."""
+        out = {}
+        for name, param in self.space.params.items():
+            out[name] = hp.values[name] if name in hp.values else param.declare(hp)
+        return out
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        v = self.values(hp)
+        return build_model(v)
+
+    def fit(self, hp, model, *args, callbacks=None, initial_epoch: int = 0, epochs=None, watched=None, **kwargs):
+        """Train one trial: datasets at its image size, global batch =
+        per-replica batch x replicas, its callback first in the list (so the
+        tuner's checkpoint callback sees the state after it). `watched`
+        receives the trial's own callbacks, whose state a resume restores."""
+        from tuner.augment import build_augment
+
+        v = self.values(hp)
+        train = self.space.train
+        data = self.data_factory(int(v["image_size"]))
+        batch = int(v.get("batch_per_replica") or train.batch_per_replica) * self.strategy_info.replicas
+        epochs = int(epochs or v.get("epochs") or train.epochs)
+        steps = train.steps_per_epoch or max(1, data.count("train") // batch)
+        weights = data.class_weights() if v.get("class_weight") == "balanced" else None
+        train_ds = data.train_dataset(
+            batch, augment=build_augment(v), cache=train.cache, seed=self.seed, sample_weights=weights,
+        )
+        val_ds = data.val_dataset(batch)
+        own = trial_callbacks(v)
+        if watched is not None:
+            watched.extend(own)
+        return model.fit(
+            train_ds,
+            validation_data=val_ds,
+            validation_steps=train.validation_steps,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=own + list(callbacks or []),
+            verbose=0,
+        )
+
+
+def trial_callbacks(v: dict[str, Any]) -> list[keras.callbacks.Callback]:
+    cb = v.get("callback", "none")
+    if cb == "early_stopping":
+        return [keras.callbacks.EarlyStopping(monitor="val_loss", min_delta=0, patience=int(v["es_patience"]))]
+    if cb == "reduce_lr_on_plateau":
+        return [keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=float(v["plateau_factor"]), patience=int(v["plateau_patience"]),
+            min_delta=1e-4)]
+    if cb == "lr_schedule":
+        fn = ramp_schedule(float(v["lr_start"]), float(v["lr_min"]), float(v["lr_max"]),
+                           int(v["lr_rampup_epochs"]), int(v["lr_sustain_epochs"]), float(v["lr_decay"]))
+        return [keras.callbacks.LearningRateScheduler(fn)]
+    return []
+
+
+def build_model(v: dict[str, Any]) -> keras.Model:
+    """The classifier for one set of dimension values (called inside the
+    strategy's scope by the tuner)."""
+    spec = backbones.get(v["backbone"])
+    size = int(v["image_size"])
+    if size < spec.min_size:
+        raise TunerError(f"{spec.name} needs image_size >= {spec.min_size}, got {size}")
+    weights = resolve_weights(v["weights"])
+    inputs = keras.Input((size, size, 3), name="image")
+    x = inputs
+    pre = preprocess_layers(spec.preprocess)
+    for layer in pre:
+        x = layer(x)
+    if spec.preprocess == "caffe":
+        _init_caffe(pre[0])
+    ctor = getattr(keras.applications, spec.constructor)
+    try:
+        backbone = ctor(include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg")
+    except Exception as e:  # download or file problems surface as many types
+        if weights == "imagenet":
+            raise TunerError(
+                f"ImageNet weights for {spec.name} could not be had ({str(e).splitlines()[0][:120]}); "
+                "connect to the internet once, copy the file into ~/.keras/models, or use --weights none / a local file"
+            ) from None
+        raise TunerError(f"cannot load weights {v['weights']} into {spec.name}: {str(e).splitlines()[0][:160]}") from None
+    fine_tune = v.get("fine_tune", "full")
+    pretrained = weights is not None
+    if fine_tune == "frozen":
+        backbone.trainable = False
+    elif fine_tune == "top":
+        unfreeze_top_blocks(backbone, int(v.get("fine_tune_blocks", 3)))
+    # Pretrained BatchNorm statistics stay in inference mode (Keras' transfer
+    # learning advice); from scratch they must learn.
+    x = backbone(x, training=None if (fine_tune == "full" and not pretrained) else False)
+    dropout = float(v.get("dropout", 0.0))
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    units = int(v.get("dense_units", 0))
+    if units > 0:
+        x = keras.layers.Dense(units, activation="relu", name="head_dense")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name="head_dropout2")(x)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="flower")(x)
+    model = keras.Model(inputs, outputs, name=f"{spec.name}_flowers")
+    model.compile(
+        optimizer=make_optimizer(v["optimizer"], float(v["learning_rate"]), float(v.get("weight_decay", 0.0))),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=float(v.get("label_smoothing", 0.0))),
+        metrics=macro_metrics(),
+    )
+    return model
+
+
+def check_weights_available(space) -> None:
+    """Fail before the first trial, once, if ImageNet weights cannot be had."""
+    w = space.params["weights"]
+    values = w.values if w.kind == "choice" else [w.value]
+    b = space.params["backbone"]
+    names = b.values if b.kind == "choice" else [b.value]
+    for weights in values:
+        if weights in ("none", None):
+            continue
+        if weights != "imagenet":
+            resolve_weights(weights)
+            continue
+        for name in names:
+            spec = backbones.get(name)
+            size = max(spec.min_size, 32)
+            try:
+                getattr(keras.applications, spec.constructor)(
+                    include_top=False, weights="imagenet", input_shape=(size, size, 3))
+            except Exception as e:
+                raise TunerError(
+                    f"ImageNet weights for {name} could not be downloaded ({str(e).splitlines()[0][:100]}); "
+                    "connect to the internet once, copy the file into ~/.keras/models, "
+                    "or run with --weights none or --weights PATH"
+                ) from None
+    keras.backend.clear_session()

@@ -1,0 +1,107 @@
+"""Choosing the distribution strategy the way the public notebooks do: TPU,
+else several GPUs (MirroredStrategy), else one GPU or the CPU default.
+
+`cpu_replicas` splits the CPU into N logical devices so that MirroredStrategy
+(and every multi-replica code path) runs on a plain CPU machine; the tests
+use it. It must happen before TensorFlow initialises its devices.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from tuner.errors import TunerError
+
+KINDS = ("auto", "tpu", "mirrored", "cpu")
+
+
+@dataclass
+class StrategyInfo:
+    strategy: Any
+    kind: str  # tpu | mirrored | gpu | cpu
+    replicas: int
+    devices: tuple[str, ...]
+
+    def global_batch(self, batch_per_replica: int) -> int:
+        return batch_per_replica * self.replicas
+
+    def describe(self) -> str:
+        devs = ", ".join(self.devices) if self.devices else "default device"
+        return f"{self.kind} strategy, {self.replicas} replica(s) ({devs})"
+
+
+def _tpu_hint() -> str | None:
+    """Where a TPU could be: 'local' on a TPU VM, a name/address from the
+    environment, or None (then no resolver is tried, avoiding its slow
+    metadata-server probe on ordinary machines)."""
+    if os.environ.get("TPU_NAME"):
+        return os.environ["TPU_NAME"]
+    if os.environ.get("COLAB_TPU_ADDR"):
+        return "grpc://" + os.environ["COLAB_TPU_ADDR"]
+    if glob.glob("/dev/accel*") or os.environ.get("TPU_ACCELERATOR_TYPE"):
+        return "local"
+    return None
+
+
+def _connect_tpu(address: str | None):
+    import tensorflow as tf
+
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
+        if address != "local":
+            tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+        raise TunerError(
+            f"no TPU could be reached ({str(e).splitlines()[0][:160]}); "
+            "use --strategy auto or cpu, or run on a TPU machine"
+        ) from None
+
+
+def split_cpu(n: int) -> None:
+    """Make the CPU appear as `n` logical devices (before TF initialises)."""
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    current = tf.config.get_logical_device_configuration(cpus[0])
+    if current is not None and len(current) == n:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+        )
+    except RuntimeError:
+        raise TunerError(
+            f"cannot split the CPU into {n} devices after TensorFlow started; "
+            "set TUNER_CPU_REPLICAS before the first use of TensorFlow"
+        ) from None
+
+
+def detect(kind: str = "auto", cpu_replicas: int | None = None) -> StrategyInfo:
+    """Build the strategy for `kind` (auto|tpu|mirrored|cpu)."""
+    if kind not in KINDS:
+        raise TunerError(f"unknown strategy {kind!r}; choose one of {', '.join(KINDS)}")
+    if cpu_replicas is None and os.environ.get("TUNER_CPU_REPLICAS"):
+        cpu_replicas = int(os.environ["TUNER_CPU_REPLICAS"])
+    import tensorflow as tf
+
+    if cpu_replicas and cpu_replicas > 1:
+        split_cpu(cpu_replicas)
+
+    if kind == "tpu" or (kind == "auto" and _tpu_hint()):
+        strategy = _connect_tpu(_tpu_hint())
+        return StrategyInfo(strategy, "tpu", strategy.num_replicas_in_sync, ())
+
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    if kind == "mirrored" or (kind == "auto" and len(gpus) > 1):
+        devices = gpus or cpus
+        strategy = tf.distribute.MirroredStrategy(devices=devices)
+        return StrategyInfo(strategy, "mirrored", strategy.num_replicas_in_sync, tuple(devices))
+    if kind == "auto" and len(gpus) == 1:
+        return StrategyInfo(tf.distribute.get_strategy(), "gpu", 1, tuple(gpus))
+    return StrategyInfo(tf.distribute.get_strategy(), "cpu", 1, tuple(cpus[:1]))
