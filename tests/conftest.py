@@ -78,7 +78,7 @@ description: test space
 method: random
 run_cap: 2
 seed: 1
-train: {{epochs: {epochs}, steps_per_epoch: {steps}, batch_per_replica: 8}}
+train: {{epochs: {epochs}, steps_per_epoch: {steps}, batch_per_replica: 8, jit_compile: false}}
 parameters:
   backbone: {{value: {backbone}}}
   weights: {{value: none}}

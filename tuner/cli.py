@@ -98,7 +98,75 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image-size", type=_positive_int, default=64, help="image size to read at (default: 64)")
     c.add_argument("--batch", type=_positive_int, default=32, help="batch size (default: 32)")
     c.add_argument("--scan", action="store_true", help="also read every record to find corrupt files")
+    def project_flags(sp):
+        g = sp.add_mutually_exclusive_group()
+        g.add_argument("--project", help="project directory (default: runs/<space name>)")
+        g.add_argument("--space", default="default", help="space name whose default project to read (default: default)")
+
+    st = sub.add_parser("status", help="every trial of a project in a table", description=(
+        "Every trial: state (running, completed, failed with its reason, interrupted at epoch k), the "
+        "hyperparameters that vary, epochs run, val F1, precision, recall and time."))
+    project_flags(st)
+
+    b = sub.add_parser("best", help="the best trials; --export writes the best model, submission and plots",
+                       description="The best trials as the original study's table, and where each lives.")
+    project_flags(b)
+    b.add_argument("--top", type=_positive_int, default=5, help="how many trials to show (default: 5)")
+    b.add_argument("--export", metavar="DIR", help="write the best trial's model.keras, SavedModel, metrics.json, "
+                   "submission.csv, trials table, plots and report.md into DIR")
+    b.add_argument("--data", help="data root for --export (default: the one the search used)")
+
+    pr = sub.add_parser("predict", help="a submission.csv from any exported model", description=(
+        "Predict the test split of a data root with an exported model (model.keras or a SavedModel folder)."))
+    pr.add_argument("--model", required=True, help="model.keras or model.export folder")
+    pr.add_argument("--data", required=True, help="data root holding tfrecords-jpeg-SxS/test")
+    pr.add_argument("--out", default="submission.csv", help="output CSV (default: submission.csv)")
+    pr.add_argument("--batch", type=_positive_int, default=64, help="batch size (default: 64)")
     return p
+
+
+def _project(args) -> str:
+    if args.project:
+        return args.project
+    from tuner.project import default_project
+
+    return default_project(args.space)
+
+
+def _cmd_status(args) -> int:
+    from tuner.results import load_trials, print_table, status_row
+
+    project = _project(args)
+    meta, trials = load_trials(project)
+    rows = [status_row(meta, t) for t in trials]
+    print_table(rows, f"{project}: {len(trials)} trial(s)")
+    return 0
+
+
+def _cmd_best(args) -> int:
+    from tuner.results import best_trials, load_trials, print_table, require_finished, study_row
+
+    project = _project(args)
+    meta, trials = load_trials(project)
+    require_finished(meta, trials, project)
+    best = best_trials(meta, trials, args.top)
+    print_table([study_row(meta, t) for t in best], f"best of {len(trials)} trial(s) in {project}")
+    for t in best:
+        print(f"trial {t.trial_id}: {t.trial_dir} (best epoch {t.best_epoch})")
+    if args.export:
+        from tuner.export import export_best
+
+        for line in export_best(project, args.export, data_root=args.data):
+            print(line)
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from tuner.export import predict_submission
+
+    n = predict_submission(args.model, args.data, args.out, batch=args.batch)
+    print(f"wrote {n} predictions to {args.out}")
+    return 0
 
 
 def _cmd_spaces(args) -> int:
@@ -149,7 +217,8 @@ def _cmd_search(args) -> int:
     return 0
 
 
-COMMANDS = {"search": _cmd_search, "spaces": _cmd_spaces, "demo-data": _cmd_demo_data, "check": _cmd_check}
+COMMANDS = {"search": _cmd_search, "spaces": _cmd_spaces, "demo-data": _cmd_demo_data, "check": _cmd_check,
+            "status": _cmd_status, "best": _cmd_best, "predict": _cmd_predict}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

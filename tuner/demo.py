@@ -50,6 +50,7 @@ __all__ = [
     "generate",
     "is_complete",
     "render",
+    "sample_image",
     "species",
     "split_labels",
 ]
@@ -377,8 +378,8 @@ class _Instance:
 
 def _draw_flower_params(sp: Species, rng: np.random.Generator, main: bool) -> _Flower:
     if main:
-        scale = rng.uniform(0.45, 0.92)
-        cx, cy = rng.uniform(-0.28, 0.28, size=2)
+        scale = rng.uniform(0.55, 0.95)
+        cx, cy = rng.uniform(-0.2, 0.2, size=2)
     else:
         scale = rng.uniform(0.25, 0.5)
         ang = rng.uniform(0, 2 * math.pi)
@@ -388,12 +389,12 @@ def _draw_flower_params(sp: Species, rng: np.random.Generator, main: bool) -> _F
         cx=float(cx), cy=float(cy), scale=float(scale),
         rot=float(rng.uniform(0, 2 * math.pi)),
         axis=float(rng.uniform(0, math.pi)),
-        squash=float(rng.uniform(0.55, 1.0)),
+        squash=float(rng.uniform(0.65, 1.0)),
         petals=petals,
         width_mul=float(rng.uniform(0.85, 1.15)),
         centre_mul=float(rng.uniform(0.8, 1.2)),
         petal_jitter=rng.normal(0, 0.06, size=(len(sp.layers), 64)).astype(np.float32),
-        colour=(float(rng.normal(0, 0.02)), float(rng.uniform(0.8, 1.1)), float(rng.uniform(0.75, 1.1))),
+        colour=(float(rng.normal(0, 0.015)), float(rng.uniform(0.85, 1.1)), float(rng.uniform(0.8, 1.1))),
     )
 
 
@@ -437,7 +438,7 @@ def _draw_instance(sp: Species, rng: np.random.Generator) -> _Instance:
         rng.uniform(0.7, 1.2, n_leaves),
     ]).astype(np.float32).reshape(n_leaves, 5)
     flowers = []
-    if rng.random() < 0.3:
+    if rng.random() < 0.2:
         flowers.append(_draw_flower_params(sp, rng, main=False))
     flowers.append(_draw_flower_params(sp, rng, main=True))
     light = (float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(0, 0.35)))
@@ -580,6 +581,26 @@ def _draw_flower(img: np.ndarray, X: np.ndarray, Y: np.ndarray, sp: Species, f: 
     _over(img, cc * np.clip(tex, 0, 1.4)[..., None], alpha)
 
 
+def _window(cx: float, cy: float, radius: float, size: int) -> tuple[slice, slice] | None:
+    """Rows and columns of the pixels within `radius` (image units) of (cx, cy),
+    with a margin: drawing outside it would only add zero alpha."""
+    def span(c: float) -> slice:
+        lo = max(0, int(math.floor((c - radius + 1) / 2 * size)) - 2)
+        hi = min(size, int(math.ceil((c + radius + 1) / 2 * size)) + 2)
+        return slice(lo, max(lo, hi))
+
+    rows, cols = span(cy), span(cx)
+    if rows.stop <= rows.start or cols.stop <= cols.start:
+        return None
+    return rows, cols
+
+
+def _flower_radius(sp: Species, f: _Flower) -> float:
+    """Largest extent of a flower in image units (squashing only shrinks it)."""
+    petal = max(layer.length * (1 + float(f.petal_jitter[k].max())) for k, layer in enumerate(sp.layers))
+    return f.scale * max(petal, sp.centre_size * f.centre_mul)
+
+
 def render(class_id: int, inst: _Instance, size: int) -> np.ndarray:
     """One instance of a class as a uint8 (size, size, 3) image."""
     sp = species(class_id)
@@ -590,9 +611,12 @@ def render(class_id: int, inst: _Instance, size: int) -> np.ndarray:
     rgb = _hsv_to_rgb_array(c[..., 0], c[..., 1], c[..., 2])
     img = _upsample(rgb, R) + _upsample(inst.bg_fine, R)
     for bx, by, br, ba, bb, _ in inst.bokeh:
-        d2 = (X - bx) ** 2 + (Y - by) ** 2
+        win = _window(float(bx), float(by), 3.5 * float(br), R)
+        if win is None:
+            continue
+        d2 = (X[win] - bx) ** 2 + (Y[win] - by) ** 2
         a = ba * np.exp(-d2 / (2 * br * br))
-        _over(img, np.float32(bb) * np.ones(3, np.float32), a.astype(np.float32))
+        _over(img[win], np.float32(bb) * np.ones(3, np.float32), a.astype(np.float32))
 
     main = inst.flowers[-1]
     px = 2.0 / R
@@ -606,8 +630,11 @@ def render(class_id: int, inst: _Instance, size: int) -> np.ndarray:
         stem_col = _rgb(sp.leaf_hsv) * (0.9 - 0.3 * np.clip(perp / w, 0, 1))[..., None]
         _over(img, stem_col, a.astype(np.float32))
     for ang, length, wf, dh, dv in inst.leaves:
+        win = _window(main.cx, main.cy, main.scale * float(length), R)
+        if win is None:
+            continue
         ca, sa = math.cos(ang), math.sin(ang)
-        dx, dy = X - main.cx, Y - main.cy
+        dx, dy = X[win] - main.cx, Y[win] - main.cy
         u = (dx * ca + dy * sa) / (main.scale * length)
         v = (-dx * sa + dy * ca) / (main.scale * length)
         tt = np.clip(u, 0, 1)
@@ -618,10 +645,12 @@ def render(class_id: int, inst: _Instance, size: int) -> np.ndarray:
         lc = _rgb(((h + dh) % 1, s_, min(1.0, v_ * dv)))
         rel = np.abs(v) / np.maximum(w, 1e-4)
         shade = (1 - 0.3 * rel) * (1 - 0.35 * np.exp(-((v / (0.02 + lpx)) ** 2)))
-        _over(img, lc * shade[..., None], a.astype(np.float32))
+        _over(img[win], lc * shade[..., None], a.astype(np.float32))
 
     for f in inst.flowers:
-        _draw_flower(img, X, Y, sp, f, R, inst.light)
+        win = _window(f.cx, f.cy, _flower_radius(sp, f), R)
+        if win is not None:
+            _draw_flower(img[win], X[win], Y[win], sp, f, R, inst.light)
 
     ang, strength = inst.light
     img *= (1 + strength * (X * math.cos(ang) + Y * math.sin(ang)) / 2)[..., None]
@@ -630,7 +659,7 @@ def render(class_id: int, inst: _Instance, size: int) -> np.ndarray:
         img = img.reshape(size, ss, size, ss, 3).mean(axis=(1, 3))
     if inst.noise:
         noise_rng = np.random.default_rng([inst.noise_seed, size])
-        img += noise_rng.normal(0, inst.noise, img.shape).astype(np.float32)
+        img += noise_rng.standard_normal(img.shape, dtype=np.float32) * np.float32(inst.noise)
     out = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     if inst.blur:
         from PIL import Image, ImageFilter
@@ -638,6 +667,17 @@ def render(class_id: int, inst: _Instance, size: int) -> np.ndarray:
         radius = inst.blur * size / 2
         out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(radius)))
     return out
+
+
+def _instance(class_id: int, seed: int, split_index: int, index: int) -> _Instance:
+    rng = np.random.default_rng([seed, split_index, index, 0x5EED])
+    return _draw_instance(species(class_id), rng)
+
+
+def sample_image(class_id: int, size: int = 64, seed: int = 0, index: int = 0) -> np.ndarray:
+    """One random instance of a class as uint8 (size, size, 3), for previews.
+    Independent of any generated split (its draws use their own stream)."""
+    return render(class_id, _instance(class_id, seed, 100 + class_id, index), size)
 
 
 # ------------------------------------------------------------------------- splits
@@ -740,14 +780,14 @@ def generate(
             pos += len(y)
             ids_by_split[split] = ids
             t0 = time.perf_counter()
-            images: dict[int, list] = {s: [] for s in sizes_t}
+            jpegs_by_size: dict[int, list[bytes]] = {s: [] for s in sizes_t}
             for i, cls in enumerate(y.tolist()):
-                rng = np.random.default_rng([seed, split_index, i, 0x5EED])
-                inst = _draw_instance(species(cls), rng)
+                inst = _instance(cls, seed, split_index, i)
                 for s in sizes_t:
-                    images[s].append(render(cls, inst, s))
+                    # Encoded one by one: only the JPEG bytes are held in memory.
+                    jpegs_by_size[s].extend(encode_jpeg([render(cls, inst, s)]))
             for s in sizes_t:
-                jpegs = encode_jpeg(images[s])
+                jpegs = jpegs_by_size[s]
                 labeled = split != "test"
                 examples = [
                     (jpg, id_, int(c) if labeled else None)

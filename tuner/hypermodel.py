@@ -134,8 +134,7 @@ class FlowerHyperModel(kt.HyperModel):
         return out
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
-        v = self.values(hp)
-        return build_model(v)
+        return build_model(self.values(hp), jit_compile=self.space.train.jit_compile)
 
     def fit(self, hp, model, *args, callbacks=None, initial_epoch: int = 0, epochs=None, watched=None, **kwargs):
         """Train one trial: datasets at its image size, global batch =
@@ -185,7 +184,7 @@ def trial_callbacks(v: dict[str, Any]) -> list[keras.callbacks.Callback]:
     return []
 
 
-def build_model(v: dict[str, Any]) -> keras.Model:
+def build_model(v: dict[str, Any], jit_compile: str | bool = "auto") -> keras.Model:
     """The classifier for one set of dimension values (called inside the
     strategy's scope by the tuner)."""
     spec = backbones.get(v["backbone"])
@@ -233,6 +232,7 @@ def build_model(v: dict[str, Any]) -> keras.Model:
         optimizer=make_optimizer(v["optimizer"], float(v["learning_rate"]), float(v.get("weight_decay", 0.0))),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=float(v.get("label_smoothing", 0.0))),
         metrics=macro_metrics(),
+        jit_compile=jit_compile,
     )
     return model
 

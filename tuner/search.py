@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,8 +194,10 @@ def _tuner_classes():
             self.rows.append(row)
             cb_state = {type(cb).__name__: _callback_state(cb) for cb in self.watched}
             cb_state["save_best"] = self.save_best.best_value
-            self.ckpt.save(self.model, epoch + 1, {"rows": self.rows, "callbacks": cb_state,
-                                                   "trial_id": self.trial.trial_id})
+            self.ckpt.save(self.model, epoch + 1, {
+                "rows": self.rows, "callbacks": cb_state, "trial_id": self.trial.trial_id,
+                "replicas": self.tuner.hypermodel.strategy_info.replicas,
+            })
             self.progress.epoch_end(epoch + 1, self.epochs, logs, seconds)
             why = self.stopper.requested()
             if why:
@@ -356,6 +359,10 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
     from tuner.progress import Progress
 
     progress = progress or Progress(plain=opts.plain)
+    # Keras warns about tf.data inputs it cannot shuffle or count; ours are
+    # shuffled and repeated by design.
+    warnings.filterwarnings("ignore", message=r".*shuffle=True.*was passed")
+    warnings.filterwarnings("ignore", message=r".*input ran out of data")
     space, project, root, is_demo = prepare(opts, log=progress.log)
     from tuner import project as proj
 

@@ -50,7 +50,7 @@ CACHE_VALUES = ("auto", "true", "false")
 TOP_KEYS = ("name", "description", "method", "metric", "run_cap", "seed",
             "data", "train", "hyperband", "parameters")
 TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_per_replica",
-              "validation_steps", "cache")
+              "validation_steps", "cache", "jit_compile")
 HYPERBAND_KEYS = ("factor", "iterations")
 METRIC_KEYS = ("name", "goal")
 SPEC_KEYS = ("value", "values", "min", "max", "distribution", "q")
@@ -298,6 +298,9 @@ class TrainConfig:
     batch_per_replica: int = 16
     validation_steps: int | None = None  # None: the whole validation split
     cache: str | bool = "auto"  # "auto", True or False
+    #: XLA: "auto" is Keras' choice; compiling costs tens of seconds per trial
+    #: on a CPU, which dominates very short trials.
+    jit_compile: str | bool = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -730,12 +733,13 @@ class _Validator:
 
         tr = self.mapping(doc.get("train"), "train")
         self.keys(tr, TRAIN_KEYS, "train.")
-        cache = tr.get("cache", "auto")
-        if isinstance(cache, bool):
-            cache_v: str | bool = cache
-        else:
-            self.choice(cache, "train.cache", CACHE_VALUES)
-            cache_v = {"auto": "auto", "true": True, "false": False}[cache]
+        def tristate(key: str) -> str | bool:
+            value = tr.get(key, "auto")
+            if isinstance(value, bool):
+                return value
+            self.choice(value, f"train.{key}", CACHE_VALUES)
+            return {"auto": "auto", "true": True, "false": False}[value]
+
         train = TrainConfig(
             epochs=self.int_(tr.get("epochs", 10), "train.epochs", 1),
             steps_per_epoch=self.int_(tr.get("steps_per_epoch"),
@@ -744,7 +748,8 @@ class _Validator:
                                         "train.batch_per_replica", 1),
             validation_steps=self.int_(tr.get("validation_steps"),
                                        "train.validation_steps", 1, null=True),
-            cache=cache_v,
+            cache=tristate("cache"),
+            jit_compile=tristate("jit_compile"),
         )
         if train.batch_per_replica > 1024:
             raise self.fail("train.batch_per_replica",

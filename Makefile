@@ -1,0 +1,35 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+# Both create .venv if it is missing and install the package into it.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+# TensorFlow comes from the `cpu` extra here; on Kaggle/Colab/GPU images use
+# their own TensorFlow (pip install -e . without the extra).
+EXTRAS ?= cpu,test
+
+.PHONY: demo test faults bench setup clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m tuner search --space demo
+	$(PY) -m tuner best --space demo
+
+test: setup
+	$(PY) -m pytest -q
+
+faults: setup
+	$(PY) -m pytest -q -m slow
+
+bench: setup
+	$(PY) bench/pipeline.py
+	$(PY) bench/overhead.py
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

@@ -1,0 +1,138 @@
+"""status, best and best --export on a small finished search."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from conftest import run_cli, tiny_space
+from tuner.flowers import CLASS_NAMES
+
+
+@pytest.fixture(scope="module")
+def finished(flower_root, tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("finished")
+    space = tiny_space(tmp, epochs=2, steps=6, extra="  flip_left_right: {value: true}\n")
+    project = tmp / "proj"
+    r = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project", str(project))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return project
+
+
+@pytest.fixture(scope="module")
+def exported(finished, tmp_path_factory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("export") / "best"
+    r = run_cli("best", "--project", str(finished), "--export", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out, r.stdout
+
+
+def test_status_lists_every_trial(finished):
+    r = run_cli("status", "--project", str(finished))
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("| ") and not ln.startswith("| trial")]
+    assert len(lines) == 2
+    header = next(ln for ln in r.stdout.splitlines() if ln.startswith("| trial"))
+    for col in ("state", "optimizer", "learning_rate", "epochs", "val F1", "precision", "recall", "time"):
+        assert col in header
+    assert all("completed" in ln and "2/2" in ln for ln in lines)
+
+
+def test_best_shows_the_study_table(finished):
+    r = run_cli("best", "--project", str(finished), "--top", "1")
+    assert r.returncode == 0, r.stderr
+    for col in ("model", "callback", "epochs", "image preparation", "steps per epoch", "image size", "batch size",
+                "optimizer", "recall", "precision", "F1"):
+        assert col in r.stdout
+    assert "flip left right" in r.stdout and str(finished / "trial_") in r.stdout
+
+
+def test_export_writes_every_file(exported):
+    out, stdout = exported
+    for name in ("model.keras", "metrics.json", "classification_report.txt", "submission.csv", "hyperparameters.json",
+                 "trials.csv", "trials.md", "curves.png", "confusion_matrix.png", "predictions.png", "search.png",
+                 "importance.png", "report.md"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "model.export" / "saved_model.pb").is_file()
+    for png in out.glob("*.png"):
+        raw = png.read_bytes()
+        assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+        import matplotlib.image
+
+        h, w = matplotlib.image.imread(png).shape[:2]
+        assert w >= 400 and h >= 250, png.name
+    with open(out / "trials.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+    report = (out / "report.md").read_text()
+    assert "confusion_matrix.png" in report and "macro F1" in report
+
+
+def test_exported_model_reloads_and_predicts_like_the_trial(exported, finished, flower_root):
+    from tuner.data import FlowerData
+    from tuner.export import _inference_model
+    from tuner.results import best_trials, load_trials
+
+    out, _ = exported
+    model = keras.models.load_model(out / "model.keras")  # no custom objects
+    meta, trials = load_trials(str(finished))
+    best = best_trials(meta, trials, 1)[0]
+    trial_model = _inference_model(best.values, str(Path(best.trial_dir) / "checkpoint.weights.h5"))
+    data = FlowerData(str(flower_root), 32, log=None)
+    x = np.concatenate([b.numpy() for b, _ in data.val_dataset(52, cache=False)])
+    np.testing.assert_allclose(model.predict(x, verbose=0), trial_model.predict(x, verbose=0), atol=1e-5)
+    hp = json.loads((out / "hyperparameters.json").read_text())
+    assert hp["optimizer"] == best.values["optimizer"]
+
+
+def test_submission_has_the_test_ids_in_file_order(exported, flower_root):
+    out, _ = exported
+    rows = (out / "submission.csv").read_text().splitlines()
+    assert rows[0] == "id,label"
+    from test_data import ids_in_files
+    from tuner.data import FlowerData
+
+    data = FlowerData(str(flower_root), 32, log=None)
+    assert [r.split(",")[0] for r in rows[1:]] == ids_in_files(data.files("test"))
+    assert all(0 <= int(r.split(",")[1]) < 104 for r in rows[1:])
+
+
+def test_metrics_match_sklearn_on_the_exported_model(exported, flower_root):
+    from tuner.data import FlowerData
+
+    out, _ = exported
+    m = json.loads((out / "metrics.json").read_text())
+    model = keras.models.load_model(out / "model.keras")
+    data = FlowerData(str(flower_root), 32, log=None)
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in data.val_dataset(52, cache=False)])
+    y = np.concatenate(ys).argmax(axis=1)
+    p = model.predict(np.concatenate(xs), verbose=0).argmax(axis=1)
+    assert m["images"] == 104
+    assert m["macro_f1"] == pytest.approx(f1_score(y, p, labels=list(range(104)), average="macro", zero_division=0))
+    assert m["accuracy"] == pytest.approx(float((y == p).mean()))
+    assert set(m["per_class_f1"]) == set(CLASS_NAMES)
+
+
+def test_predict_command_with_the_saved_model(exported, flower_root, tmp_path):
+    out, _ = exported
+    sub = tmp_path / "s.csv"
+    r = run_cli("predict", "--model", str(out / "model.export"), "--data", str(flower_root), "--out", str(sub))
+    assert r.returncode == 0, r.stderr
+    assert sub.read_text() == (out / "submission.csv").read_text()
+
+
+def test_no_project_and_no_finished_trial_are_one_line_errors(tmp_path):
+    r = run_cli("best", "--project", str(tmp_path / "nothing"))
+    assert r.returncode == 2 and "no project at" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "flower_tuner.json").write_text(json.dumps({"format": 1, "space": {"train": {"epochs": 1}}}))
+    r = run_cli("best", "--project", str(tmp_path / "p"))
+    assert r.returncode == 2 and "no finished trial" in r.stderr
+    (tmp_path / "p" / "flower_tuner.json").write_text(json.dumps({"format": 99, "space": {}}))
+    r = run_cli("status", "--project", str(tmp_path / "p"))
+    assert r.returncode == 2 and "incompatible" in r.stderr and "Traceback" not in r.stderr

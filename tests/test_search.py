@@ -1,0 +1,185 @@
+"""The search end to end: real Keras Tuner, real records, real subprocesses
+killed with real signals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli, tiny_space
+
+
+def history_epochs(trial_dir: Path) -> list[int]:
+    with open(trial_dir / "history.csv") as f:
+        return [int(r["epoch"]) for r in csv.DictReader(f)]
+
+
+def trial_statuses(project: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(project.glob("trial_*/trial.json")):
+        t = json.loads(p.read_text())
+        out[t["trial_id"]] = t["status"]
+    return out
+
+
+def start_search(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, "-m", "tuner", "search", "--plain", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_epoch(project: Path, trial: str, epoch: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Block until trial `trial` has checkpointed `epoch` epochs."""
+    pointer = project / f"trial_{trial}" / "resume.json"
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise AssertionError(f"search ended early:\n{proc.stdout.read()}")
+        try:
+            if json.loads(pointer.read_text())["epoch"] >= epoch:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"trial {trial} never reached epoch {epoch}")
+
+
+def test_two_trial_search_reports_macro_f1(flower_root, tmp_path):
+    space = tiny_space(tmp_path, epochs=2, steps=3)
+    project = tmp_path / "proj"
+    r = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project", str(project))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert trial_statuses(project) == {"0": "COMPLETED", "1": "COMPLETED"}
+    for tid in ("0", "1"):
+        trial = json.loads((project / f"trial_{tid}" / "trial.json").read_text())
+        f1 = trial["metrics"]["metrics"]["val_f1"]["observations"][0]["value"][0]
+        assert 0.0 <= f1 <= 1.0
+        with open(project / f"trial_{tid}" / "history.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert [int(r["epoch"]) for r in rows] == [1, 2]
+        for col in ("val_f1", "val_precision", "val_recall", "val_loss", "learning_rate", "seconds"):
+            assert rows[0][col] != "", col
+    assert "val_f1" in r.stdout and "search done: 2 trials" in r.stdout
+    # Running the finished search again trains nothing and says so.
+    again = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project", str(project))
+    assert again.returncode == 0, again.stderr
+    assert "2 of 2 trials done" in again.stdout and "epoch 1/" not in again.stdout
+
+
+@pytest.mark.parametrize("victim", ["0", "1"], ids=["first-trial", "second-trial"])
+def test_sigkill_mid_trial_resumes_from_last_epoch(flower_root, tmp_path, victim):
+    space = tiny_space(tmp_path, epochs=3, steps=4)
+    project = tmp_path / "proj"
+    trials = int(victim) + 1
+    args = ("--space", str(space), "--data", str(flower_root), "--project", str(project), "--max-trials", str(trials))
+    proc = start_search(*args)
+    try:
+        wait_for_epoch(project, victim, 1, proc)
+        proc.send_signal(signal.SIGKILL)  # during epoch 2 of the victim
+    finally:
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    assert json.loads((project / f"trial_{victim}" / "resume.json").read_text())["epoch"] == 1
+    r = run_cli("search", "--plain", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"trial {victim} " in r.stdout and "resuming after epoch 1" in r.stdout
+    assert trial_statuses(project) == {str(i): "COMPLETED" for i in range(trials)}
+    for tid in range(trials):
+        assert history_epochs(project / f"trial_{tid}") == [1, 2, 3]
+    # the resumed trial trained epochs 2 and 3 only in the second run
+    trained = [ln.split(":")[0].strip() for ln in r.stdout.splitlines() if ln.strip().startswith("epoch ")]
+    assert trained == ["epoch 2/3", "epoch 3/3"], r.stdout
+
+
+def test_sigterm_stops_at_epoch_end_and_resumes(flower_root, tmp_path):
+    space = tiny_space(tmp_path, epochs=3, steps=4)
+    project = tmp_path / "proj"
+    args = ("--space", str(space), "--data", str(flower_root), "--project", str(project), "--max-trials", "1")
+    proc = start_search(*args)
+    try:
+        wait_for_epoch(project, "0", 1, proc)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, out
+    assert "stopping at the end of this epoch" in out and "run the same command to continue" in out
+    assert "Traceback" not in out
+    # it finished the epoch it was in, and saved it
+    assert json.loads((project / "trial_0" / "resume.json").read_text())["epoch"] == 2
+    assert history_epochs(project / "trial_0") == [1, 2]
+    r = run_cli("search", "--plain", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "resuming after epoch 2" in r.stdout
+    assert history_epochs(project / "trial_0") == [1, 2, 3]
+
+
+def test_max_time_stops_cleanly_at_the_next_epoch_end(flower_root, tmp_path):
+    space = tiny_space(tmp_path, epochs=50, steps=2)
+    project = tmp_path / "proj"
+    t0 = time.monotonic()
+    r = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project", str(project),
+                "--max-time", "25s")
+    elapsed = time.monotonic() - t0
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("max-time reached"))
+    k = int(line.split("stopped after epoch ")[1].split(";")[0])
+    assert 1 <= k < 50 and history_epochs(project / "trial_0") == list(range(1, k + 1))
+    assert elapsed >= 25
+    # it stopped at the first epoch end after the deadline: the epoch before it ended in time
+    rows = (project / "trial_0" / "history.csv").read_text().splitlines()
+    assert float(rows[-1].split(",")[-1]) < 60  # one short epoch, not a long overrun
+
+
+def test_changed_space_is_refused_then_overwrite_starts_afresh(flower_root, tmp_path):
+    space = tiny_space(tmp_path, epochs=1, steps=1)
+    project = tmp_path / "proj"
+    args = ("--space", str(space), "--data", str(flower_root), "--project", str(project))
+    r = run_cli("search", "--plain", "--max-trials", "1", *args)
+    assert r.returncode == 0, r.stderr
+    space.write_text(space.read_text().replace("max: 3.0e-3", "max: 5.0e-3"))
+    r = run_cli("search", "--plain", *args)
+    assert r.returncode == 2
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in r.stderr
+    assert "parameters.learning_rate.max: 0.003 -> 0.005" in err and "--overwrite" in err
+    assert trial_statuses(project) == {"0": "COMPLETED"}  # nothing lost
+    r = run_cli("search", "--plain", "--max-trials", "1", "--overwrite", *args)
+    assert r.returncode == 0, r.stderr
+    assert "0 of 1 trials done" in r.stdout
+
+
+def test_second_search_on_same_project_is_locked_out(flower_root, tmp_path):
+    space = tiny_space(tmp_path, epochs=3, steps=4)
+    project = tmp_path / "proj"
+    args = ("--space", str(space), "--data", str(flower_root), "--project", str(project))
+    proc = start_search(*args)
+    try:
+        wait_for_epoch(project, "0", 1, proc)
+        r = run_cli("search", "--plain", *args)
+        assert r.returncode == 2
+        assert "another search is running on" in r.stderr and f"pid {proc.pid}" in r.stderr
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def test_mirrored_search_on_two_logical_cpus(flower_root, tmp_path):
+    space = tiny_space(tmp_path, epochs=1, steps=2)
+    project = tmp_path / "proj"
+    r = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project", str(project),
+                "--strategy", "mirrored", "--cpu-replicas", "2", "--max-trials", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "mirrored strategy, 2 replica(s)" in r.stdout
+    assert trial_statuses(project) == {"0": "COMPLETED"}
+    assert history_epochs(project / "trial_0") == [1]

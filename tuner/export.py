@@ -1,0 +1,247 @@
+"""`best --export DIR`: everything people made by hand after a run, for the
+best trial, measured on the exported model itself so the figures are true for
+the file that ships."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from tuner.errors import DataError, ProjectError
+from tuner.flowers import CLASS_NAMES, NUM_CLASSES
+
+
+def _inference_model(values: dict[str, Any], weights_path: str):
+    """The trial's architecture with its best-epoch weights, uncompiled, so
+    `model.keras` reloads with plain `keras.models.load_model`."""
+    import keras
+
+    from tuner.hypermodel import build_model
+
+    import warnings
+
+    trained = build_model({**values, "weights": "none"}, jit_compile=False)
+    with warnings.catch_warnings():
+        # The checkpoint also holds the optimizer's slots, which inference skips.
+        warnings.filterwarnings("ignore", message=r".*Skipping variable loading for optimizer")
+        trained.load_weights(weights_path)
+    return keras.Model(trained.inputs, trained.outputs, name=trained.name)
+
+
+def load_any_model(path: str):
+    """A callable images -> probabilities for model.keras or a SavedModel folder."""
+    import keras
+
+    if os.path.isdir(path):
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(path)
+        serve = getattr(loaded, "signatures", {}).get("serving_default")
+        if serve is None:
+            raise ProjectError(f"{path} is a folder but not a SavedModel with a serving_default signature")
+        (name, spec), = serve.structured_input_signature[1].items()
+
+        def predict(x):
+            return np.asarray(next(iter(serve(**{name: tf.convert_to_tensor(x)}).values())))
+
+        return predict, int(spec.shape[1])
+    if not os.path.exists(path):
+        raise ProjectError(f"model {path} not found; give a model.keras file or a model.export folder")
+    model = keras.models.load_model(path)
+    return (lambda x: model.predict_on_batch(x)), int(model.input_shape[1])
+
+
+def predict_split(predict, data, split: str, batch: int):
+    """Ordered predictions: (images' labels or ids, probabilities)."""
+    import tensorflow as tf
+
+    keys, probs = [], []
+    try:
+        for x, k in data.decoded(split, ordered=True).batch(batch):
+            probs.append(np.asarray(predict(tf.cast(x, tf.float32))))
+            keys.append(k.numpy())
+    except tf.errors.OpError as e:
+        raise data.locate_corruption(split, e) from None
+    return np.concatenate(keys), np.concatenate(probs)
+
+
+def write_submission(ids, labels, path: str) -> None:
+    with open(path, "w") as f:
+        f.write("id,label\n")
+        for i, lab in zip(ids, labels):
+            f.write(f"{i.decode() if isinstance(i, bytes) else i},{int(lab)}\n")
+
+
+def predict_submission(model_path: str, data_root: str, out: str, batch: int = 64) -> int:
+    from tuner.data import FlowerData
+
+    predict, size = load_any_model(model_path)
+    data = FlowerData(data_root, size)
+    if not data.has_split("test"):
+        raise DataError(f"no test records under {data_root} at {size}px; pass the data root that holds test/")
+    ids, probs = predict_split(predict, data, "test", batch)
+    write_submission(ids, probs.argmax(axis=1), out)
+    return len(ids)
+
+
+def scores(y_true, y_pred) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    labels = list(range(NUM_CLASSES))
+    kw = dict(labels=labels, average="macro", zero_division=0)
+    per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    return {
+        "macro_f1": float(f1_score(y_true, y_pred, **kw)),
+        "macro_precision": float(precision_score(y_true, y_pred, **kw)),
+        "macro_recall": float(recall_score(y_true, y_pred, **kw)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "per_class_f1": {CLASS_NAMES[i]: float(per_class[i]) for i in labels},
+    }
+
+
+def export_best(project: str, out: str, data_root: str | None = None, batch: int = 64) -> Iterator[str]:
+    """Write the export folder; yields one line per thing written."""
+    from sklearn.metrics import classification_report
+
+    from tuner import plots
+    from tuner.checkpoint import read_history
+    from tuner.data import FlowerData
+    from tuner.results import best_trials, load_trials, require_finished, study_row, to_csv, to_markdown
+
+    meta, trials = load_trials(project)
+    best = require_finished(meta, trials, project)[0]
+    weights = os.path.join(best.trial_dir, "checkpoint.weights.h5")
+    if not os.path.exists(weights):
+        raise ProjectError(f"trial {best.trial_id} has no saved weights ({weights}); rerun the search")
+    root = data_root or meta.get("data")
+    if not root:
+        raise ProjectError("the project does not record its data root; pass --data ROOT")
+    os.makedirs(out, exist_ok=True)
+    values = {k: v for k, v in best.values.items() if not k.startswith("tuner/")}
+
+    model = _inference_model(values, weights)
+    model_path = os.path.join(out, "model.keras")
+    model.save(model_path)
+    yield f"model: {model_path}"
+    saved = os.path.join(out, "model.export")
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        model.export(saved)
+    yield f"SavedModel: {saved}"
+
+    # Measure the file that ships, not the in-memory model.
+    predict, size = load_any_model(model_path)
+    data = FlowerData(root, size, log=None)
+    y_true, probs = predict_split(predict, data, "val", batch)
+    y_pred = probs.argmax(axis=1)
+    metrics = {"trial": best.trial_id, "best_epoch": best.best_epoch, "split": "val",
+               "images": int(len(y_true)), **scores(y_true, y_pred)}
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=1)
+    report = classification_report(y_true, y_pred, labels=list(range(NUM_CLASSES)), target_names=list(CLASS_NAMES),
+                                    zero_division=0, digits=4)
+    with open(os.path.join(out, "classification_report.txt"), "w") as f:
+        f.write(report)
+    yield (f"metrics on the whole val split ({len(y_true)} images): macro F1 {metrics['macro_f1']:.4f}, "
+           f"precision {metrics['macro_precision']:.4f}, recall {metrics['macro_recall']:.4f}, "
+           f"accuracy {metrics['accuracy']:.4f}")
+
+    if data.has_split("test"):
+        ids, tprobs = predict_split(predict, data, "test", batch)
+        write_submission(ids, tprobs.argmax(axis=1), os.path.join(out, "submission.csv"))
+        yield f"submission.csv: {len(ids)} test ids"
+    else:
+        yield f"no test split under {root}: submission.csv not written (everything else was)"
+
+    with open(os.path.join(out, "hyperparameters.json"), "w") as f:
+        json.dump(values, f, indent=1)
+    rows = []
+    for t in trials:
+        r = study_row(meta, t)
+        r["state"] = t.state_text()
+        rows.append(r)
+    with open(os.path.join(out, "trials.csv"), "w") as f:
+        f.write(to_csv(rows))
+    with open(os.path.join(out, "trials.md"), "w") as f:
+        f.write(to_markdown(rows))
+    yield f"trials.csv, trials.md: {len(rows)} trials"
+
+    history = read_history(best.trial_dir)
+    plots.plot_curves(history, os.path.join(out, "curves.png"))
+    pairs = plots.plot_confusion(y_true, y_pred, list(CLASS_NAMES), os.path.join(out, "confusion_matrix.png"))
+    images = np.stack([x.numpy() for x, _ in data.decoded("val", ordered=True).take(24)])
+    plots.plot_predictions(images, y_true[:24], y_pred[:24], list(CLASS_NAMES), os.path.join(out, "predictions.png"))
+    goal = "max" if meta["space"].get("metric", {}).get("goal", "maximize") == "maximize" else "min"
+    plots.plot_search([(t.trial_id, t.score if t.state == "completed" else None) for t in trials],
+                      os.path.join(out, "search.png"), goal=goal)
+    from tuner.results import varying_names
+
+    varying = varying_names(meta)
+    importance = plots.plot_importance([{k: t.values.get(k) for k in varying} for t in trials],
+                                       [t.score if t.state == "completed" else None for t in trials],
+                                       os.path.join(out, "importance.png"))
+    yield "plots: curves.png, confusion_matrix.png, predictions.png, search.png, importance.png"
+
+    top = best_trials(meta, trials, 5)
+    lines = [
+        f"# flower-tuner report: {meta['space'].get('name')}",
+        "",
+        f"Project `{project}`, data `{root}`. Best trial **{best.trial_id}** (epoch {best.best_epoch}), "
+        f"exported as `model.keras` and `model.export/` (raw 0..255 RGB {size}x{size} input).",
+        "",
+        "## Metrics of the exported model on the whole validation split",
+        "",
+        f"| macro F1 | macro precision | macro recall | accuracy | images |",
+        "|---|---|---|---|---|",
+        f"| {metrics['macro_f1']:.4f} | {metrics['macro_precision']:.4f} | {metrics['macro_recall']:.4f} "
+        f"| {metrics['accuracy']:.4f} | {metrics['images']} |",
+        "",
+        "## Best trials",
+        "",
+        to_markdown([study_row(meta, t) for t in top]),
+        "## Hyperparameters of the best trial",
+        "",
+        "```json",
+        json.dumps(values, indent=1),
+        "```",
+        "",
+        "## Training curves",
+        "",
+        "![curves](curves.png)",
+        "",
+        "## Confusion matrix (row-normalised)",
+        "",
+        "![confusion](confusion_matrix.png)",
+        "",
+        "Most confused pairs (true → predicted, count): "
+        + ("; ".join(f"{a} → {b} ({n})" for a, b, n in pairs[:8]) or "none"),
+        "",
+        "## Predictions on validation images",
+        "",
+        "![predictions](predictions.png)",
+        "",
+        "## The search",
+        "",
+        "![search](search.png)",
+        "",
+        "![importance](importance.png)",
+        "",
+        "Hyperparameter importance (random forest over the trials): "
+        + (", ".join(f"{k} {v:.2f}" for k, v in importance.items()) or "too few trials to tell"),
+        "",
+        "## All trials",
+        "",
+        to_markdown(rows),
+        "Weakest classes by F1: " + ", ".join(
+            f"{n} {f:.2f}" for n, f in sorted(metrics["per_class_f1"].items(), key=lambda kv: kv[1])[:10]),
+        "",
+    ]
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write("\n".join(lines))
+    yield f"report: {os.path.join(out, 'report.md')}"

@@ -1,0 +1,231 @@
+"""Reading a project's trials back: states, metrics and the study-style table
+people used to fill in by hand. Reads files only (no TensorFlow), so
+`status` and `best` answer quickly and work while a search runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner.errors import ProjectError
+from tuner.project import LOCK, require_project
+
+AUGMENT_NAMES = ("flip_left_right", "flip_up_down", "brightness", "contrast", "saturation", "hue",
+                 "rotation", "shear", "zoom", "shift", "crop")
+
+STUDY_COLUMNS = ("trial", "model", "callback", "epochs", "image preparation", "steps per epoch", "image size",
+                 "batch size", "optimizer", "learning rate", "recall", "precision", "F1")
+
+
+@dataclass
+class TrialInfo:
+    trial_id: str
+    state: str  # running | completed | failed | interrupted | pending
+    values: dict[str, Any]
+    trial_dir: str
+    reason: str | None = None
+    epochs_done: int = 0
+    epochs_planned: int | None = None
+    best_epoch: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # at the best epoch
+    seconds: float = 0.0
+    replicas: int = 1
+    worker: str | None = None
+
+    @property
+    def score(self) -> float | None:
+        return self.metrics.get("val_f1")
+
+    def state_text(self) -> str:
+        if self.state == "interrupted":
+            return f"interrupted at epoch {self.epochs_done}"
+        if self.state == "failed" and self.reason:
+            return f"failed: {self.reason}"
+        if self.state == "running":
+            return f"running (epoch {self.epochs_done} done)"
+        return self.state
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _history(trial_dir: str) -> list[dict[str, float | None]]:
+    path = os.path.join(trial_dir, "history.csv")
+    try:
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return []
+    return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
+
+
+def search_running(project: str) -> bool:
+    """True while a `search` holds the project's lock."""
+    import fcntl
+
+    path = os.path.join(project, LOCK)
+    if not os.path.exists(path):
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
+    """(project meta, trials in start order)."""
+    meta = require_project(project)
+    objective = meta["space"].get("metric", {}).get("name", "val_f1")
+    goal_max = meta["space"].get("metric", {}).get("goal", "maximize") == "maximize"
+    running = search_running(project)
+    trials = []
+    names = sorted((n for n in os.listdir(project) if n.startswith("trial_")), key=lambda n: (len(n), n))
+    for name in names:
+        tdir = os.path.join(project, name)
+        t = _read_json(os.path.join(tdir, "trial.json"))
+        if t is None:
+            continue
+        pointer = _read_json(os.path.join(tdir, "resume.json")) or {}
+        rows = _history(tdir)
+        status = t.get("status", "RUNNING")
+        state = {"COMPLETED": "completed", "FAILED": "failed", "INVALID": "failed"}.get(status)
+        if state is None:
+            state = "running" if running else ("interrupted" if rows else "pending")
+        reason = t.get("message") if state == "failed" else None
+        if reason:
+            reason = reason.strip().splitlines()[-1]
+        info = TrialInfo(
+            trial_id=t["trial_id"], state=state, values=t.get("hyperparameters", {}).get("values", {}),
+            trial_dir=tdir, reason=reason, epochs_done=len(rows),
+            seconds=sum(r.get("seconds") or 0.0 for r in rows),
+            replicas=int(pointer.get("replicas", 1)), worker=pointer.get("worker"),
+        )
+        info.epochs_planned = int(info.values.get("tuner/epochs") or info.values.get("epochs")
+                                  or meta["space"]["train"]["epochs"])
+        scored = [r for r in rows if r.get(objective) is not None and not math.isnan(r[objective])]
+        if scored:
+            best = (max if goal_max else min)(scored, key=lambda r: r[objective])
+            info.best_epoch = int(best["epoch"])
+            info.metrics = {k: v for k, v in best.items() if v is not None and k not in ("epoch", "seconds")}
+        trials.append(info)
+    return meta, trials
+
+
+def varying_names(meta: dict[str, Any]) -> list[str]:
+    params = meta["space"].get("parameters", {})
+    return [n for n, spec in params.items() if "value" not in spec]
+
+
+def best_trials(meta: dict[str, Any], trials: list[TrialInfo], k: int = 1) -> list[TrialInfo]:
+    objective = meta["space"].get("metric", {}).get("name", "val_f1")
+    goal_max = meta["space"].get("metric", {}).get("goal", "maximize") == "maximize"
+    done = [t for t in trials if t.state == "completed" and t.metrics.get(objective) is not None]
+    done.sort(key=lambda t: t.metrics[objective], reverse=goal_max)
+    return done[:k]
+
+
+def image_preparation(values: dict[str, Any]) -> str:
+    """The augmentations a trial used, in words (the study's 'image preparation')."""
+    parts = []
+    for name in AUGMENT_NAMES:
+        v = values.get(name)
+        if v is True:
+            parts.append(name.replace("_", " "))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            parts.append(f"{name} {v:g}")
+    return ", ".join(parts) or "none"
+
+
+def _f(v: float | None, digits: int = 4) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def study_row(meta: dict[str, Any], t: TrialInfo) -> dict[str, str]:
+    v, train = t.values, meta["space"]["train"]
+    steps = train.get("steps_per_epoch") or "full"
+    batch = int(v.get("batch_per_replica") or train.get("batch_per_replica", 16)) * t.replicas
+    return {
+        "trial": t.trial_id, "model": str(v.get("backbone", "")), "callback": str(v.get("callback", "")),
+        "epochs": str(t.epochs_done), "image preparation": image_preparation(v), "steps per epoch": str(steps),
+        "image size": str(v.get("image_size", "")), "batch size": str(batch), "optimizer": str(v.get("optimizer", "")),
+        "learning rate": f"{float(v.get('learning_rate', 0)):.3g}",
+        "recall": _f(t.metrics.get("val_recall")), "precision": _f(t.metrics.get("val_precision")),
+        "F1": _f(t.metrics.get("val_f1")),
+    }
+
+
+def status_row(meta: dict[str, Any], t: TrialInfo) -> dict[str, str]:
+    row = {"trial": t.trial_id, "state": t.state_text()}
+    for name in varying_names(meta):
+        val = t.values.get(name)
+        row[name] = f"{val:.3g}" if isinstance(val, float) else str(val)
+    row.update({
+        "epochs": f"{t.epochs_done}/{t.epochs_planned}" if t.epochs_planned else str(t.epochs_done),
+        "val F1": _f(t.metrics.get("val_f1")), "precision": _f(t.metrics.get("val_precision")),
+        "recall": _f(t.metrics.get("val_recall")), "time": _duration(t.seconds),
+    })
+    if t.worker:
+        row["worker"] = t.worker
+    return row
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def to_markdown(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "(no trials)\n"
+    cols = list(rows[0])
+    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    out += ["| " + " | ".join(r.get(c, "").replace("|", "/") for c in cols) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def print_table(rows: list[dict[str, str]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        print(title)
+        print(to_markdown(rows), end="")
+        return
+    table = Table(title=title)
+    for col in rows[0] if rows else ["trial"]:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*r.values())
+    console.print(table)
+
+
+def require_finished(meta: dict[str, Any], trials: list[TrialInfo], project: str) -> list[TrialInfo]:
+    best = best_trials(meta, trials, 1)
+    if not best:
+        raise ProjectError(f"no finished trial in {project} yet; run or resume `python -m tuner search` first")
+    return best
