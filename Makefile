@@ -22,7 +22,7 @@ demo: setup
 	$(PY) -m tuner best --space demo
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 faults: setup
 	$(PY) -m pytest -q -m slow

@@ -91,3 +91,17 @@ parameters:
 
 def tiny_space(tmp_path: Path, epochs=2, steps=2, backbone="resnet50v2", extra="", name="tiny.yaml") -> Path:
     return write_space(tmp_path / name, TINY_SPACE.format(epochs=epochs, steps=steps, backbone=backbone, extra=extra))
+
+
+@pytest.fixture(scope="session")
+def finished_project(flower_root, tmp_path_factory) -> Path:
+    """One real 2-trial search (2 epochs each), shared by the tests that only
+    read its results. Tests using it carry @pytest.mark.xdist_group("finished")
+    so pytest-xdist runs them in one worker, and the search runs once."""
+    tmp = tmp_path_factory.mktemp("finished")
+    space = tiny_space(tmp, epochs=2, steps=6, extra="  flip_left_right: {value: true}\n")
+    project = tmp / "proj"
+    r = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project", str(project))
+    assert r.returncode == 0, r.stdout + r.stderr
+    (tmp / "search.log").write_text(r.stdout)
+    return project

@@ -205,6 +205,15 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     assert not demo.is_complete(str(out))
     assert list(tmp_path.iterdir()) == []
 
+    # What a killed run leaves (no pid can be this large) is not complete, and
+    # the next run clears it away.
+    (tmp_path / "half.tmp-999999999" / records.size_dir(SIZE)).mkdir(parents=True)
+    monkeypatch.setattr(demo, "render", real)
+    calls["n"] = 0
+    demo.generate(str(out), sizes=(SIZE,), scale=0.005, num_files=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half"]
+    assert demo.is_complete(str(out))
+
 
 def test_refuses_a_folder_that_is_not_a_demo(tmp_path):
     out = tmp_path / "mine"

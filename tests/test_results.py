@@ -15,14 +15,12 @@ from conftest import run_cli, tiny_space
 from tuner.flowers import CLASS_NAMES
 
 
+pytestmark = pytest.mark.xdist_group("finished")
+
+
 @pytest.fixture(scope="module")
-def finished(flower_root, tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("finished")
-    space = tiny_space(tmp, epochs=2, steps=6, extra="  flip_left_right: {value: true}\n")
-    project = tmp / "proj"
-    r = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project", str(project))
-    assert r.returncode == 0, r.stdout + r.stderr
-    return project
+def finished(finished_project) -> Path:
+    return finished_project
 
 
 @pytest.fixture(scope="module")

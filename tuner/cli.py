@@ -82,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help="random seed (overrides the space)")
     s.add_argument("--overwrite", action="store_true", help="delete the project's earlier trials and start afresh")
     s.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    dist = s.add_argument_group("several machines (Keras Tuner's chief/worker service; --project on shared storage)")
+    dist.add_argument("--chief", metavar="HOST:PORT", help="serve the oracle on HOST:PORT and wait for workers")
+    dist.add_argument("--connect", metavar="HOST:PORT", help="run trials as a worker of the chief at HOST:PORT")
+    dist.add_argument("--worker-id", metavar="NAME", help="this worker's unique name (with --connect)")
+    dist.add_argument("--lease", type=parse_duration, default=300.0,
+                      help="chief: hand a trial to another worker when its worker has not reported for this "
+                           "long (default 5m; keep it well above one epoch)")
 
     sub.add_parser("spaces", help="list the shipped search spaces", description="List the shipped search spaces.")
 
@@ -210,6 +217,7 @@ def _cmd_search(args) -> int:
         steps_per_epoch=args.steps_per_epoch, method=args.method, strategy=args.strategy,
         cpu_replicas=args.cpu_replicas, max_time=args.max_time, weights=args.weights, seed=args.seed,
         overwrite=args.overwrite, plain=True if args.plain else None,
+        chief=args.chief, connect=args.connect, worker_id=args.worker_id, lease=args.lease,
     )
     result = run_search(opts)
     if result.stopped and not result.stopped.startswith("max-time"):
@@ -217,6 +225,7 @@ def _cmd_search(args) -> int:
     return 0
 
 
+NEEDS_TENSORFLOW = ("search", "demo-data", "check", "predict")
 COMMANDS = {"search": _cmd_search, "spaces": _cmd_spaces, "demo-data": _cmd_demo_data, "check": _cmd_check,
             "status": _cmd_status, "best": _cmd_best, "predict": _cmd_predict}
 
@@ -229,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command in NEEDS_TENSORFLOW or (args.command == "best" and args.export):
+            from tuner.quiet import import_tensorflow
+
+            import_tensorflow()
         return COMMANDS[args.command](args)
     except TunerError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,24 @@ def _available_bytes() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
         return 0
+
+
+def _reason(error) -> str:
+    """TensorFlow's error in a few words, without its graph-node noise."""
+    import tensorflow as tf
+
+    text = re.sub(r"\{\{[^}]*\}\}", "", getattr(error, "message", str(error)) or "").strip()
+    lower = text.lower()
+    if isinstance(error, tf.errors.DataLossError) or "truncated" in lower or "corrupted record" in lower:
+        return "truncated or corrupted record"
+    if "jpeg" in lower or "decode" in lower or "unknown image file format" in lower:
+        return "the image is not a valid JPEG"
+    if "feature" in lower and ("key" in lower or "required" in lower):
+        return "the record lacks Kaggle's keys (image, class, id)"
+    if "reshape" in lower or "input to reshape" in lower:
+        return "the image size differs from its folder's size"
+    first = text.splitlines()[0] if text else type(error).__name__
+    return first.rsplit(": ", 1)[-1][:160]
 
 
 @dataclass
@@ -316,9 +335,8 @@ class FlowerData:
                     for _ in tf.data.TFRecordDataset(path).map(parse):
                         n += 1
                 except tf.errors.OpError as e:
-                    reason = e.message.splitlines()[0] if e.message else type(e).__name__
                     return DataError(
-                        f"corrupt record file {path} (record {n}): {reason[:200]}; "
+                        f"corrupt record file {path} (record {n}): {_reason(e)}; "
                         "re-download or regenerate it, or move it out of the split"
                     )
                 expected = records.count_from_name(path)

@@ -737,6 +737,30 @@ def _check_target(out: str) -> None:
         )
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but not ours (EPERM), or cannot tell
+        return True
+    return True
+
+
+def _remove_stale(out: str) -> None:
+    """Remove `<out>.tmp-PID` / `<out>.old-PID` left by runs that were killed."""
+    parent, base = os.path.split(out)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        for tag in (".tmp-", ".old-"):
+            pid = name[len(base) + len(tag):] if name.startswith(base + tag) else ""
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
 def generate(
     out: str,
     sizes: Sequence[int] = (64,),
@@ -767,6 +791,7 @@ def generate(
 
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
+    _remove_stale(out)
     tmp = f"{out}.tmp-{os.getpid()}"
     if os.path.exists(tmp):
         shutil.rmtree(tmp)

@@ -45,12 +45,12 @@ class Progress:
         left = f"{done} of {total} trials done" if total else f"{done} trials done"
         self.log(f"search '{space_name}' ({method}) on {strategy}; data {data_root}; project {project}; {left}")
 
-    def trial_begin(self, trial_id: str, number: int, total: int | None,
+    def trial_begin(self, trial_id: str, number: int | None, total: int | None,
                     values: dict[str, Any], epochs: int, resumed_at: int) -> None:
         hps = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
-        of = f" of {total}" if total else ""
+        where = f"{number} of {total}" if number and total else (str(number) if number else "from the chief")
         again = f", resuming after epoch {resumed_at}" if resumed_at else ""
-        self.log(f"trial {trial_id} ({number}{of}){again}: {hps}")
+        self.log(f"trial {trial_id} ({where}){again}: {hps}")
         if not self.plain:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 

@@ -92,6 +92,9 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
     objective = meta["space"].get("metric", {}).get("name", "val_f1")
     goal_max = meta["space"].get("metric", {}).get("goal", "maximize") == "maximize"
     running = search_running(project)
+    from tuner.lease import read_leases
+
+    leases = read_leases(project)
     trials = []
     names = sorted((n for n in os.listdir(project) if n.startswith("trial_")), key=lambda n: (len(n), n))
     for name in names:
@@ -112,8 +115,11 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
             trial_id=t["trial_id"], state=state, values=t.get("hyperparameters", {}).get("values", {}),
             trial_dir=tdir, reason=reason, epochs_done=len(rows),
             seconds=sum(r.get("seconds") or 0.0 for r in rows),
-            replicas=int(pointer.get("replicas", 1)), worker=pointer.get("worker"),
+            replicas=int(pointer.get("replicas", 1)),
+            worker=(leases.get(t["trial_id"]) or {}).get("worker") or pointer.get("worker"),
         )
+        if info.worker == "tuner0":  # a one-machine search: no worker to name
+            info.worker = None
         info.epochs_planned = int(info.values.get("tuner/epochs") or info.values.get("epochs")
                                   or meta["space"]["train"]["epochs"])
         scored = [r for r in rows if r.get(objective) is not None and not math.isnan(r[objective])]

@@ -45,6 +45,14 @@ class SearchOptions:
     seed: int | None = None
     overwrite: bool = False
     plain: bool | None = None
+    chief: str | None = None  # HOST:PORT: run Keras Tuner's oracle service here
+    connect: str | None = None  # HOST:PORT: run as a worker of that chief
+    worker_id: str | None = None
+    lease: float = 300.0  # seconds a worker may stay silent before its trial is handed on
+
+    @property
+    def role(self) -> str:
+        return "chief" if self.chief else ("worker" if self.connect else "local")
 
 
 @dataclass
@@ -196,20 +204,88 @@ def _tuner_classes():
             cb_state["save_best"] = self.save_best.best_value
             self.ckpt.save(self.model, epoch + 1, {
                 "rows": self.rows, "callbacks": cb_state, "trial_id": self.trial.trial_id,
-                "replicas": self.tuner.hypermodel.strategy_info.replicas,
+                "replicas": self.tuner.hypermodel.strategy_info.replicas, "worker": self.tuner.tuner_id,
             })
             self.progress.epoch_end(epoch + 1, self.epochs, logs, seconds)
             why = self.stopper.requested()
             if why:
                 raise Stopped(f"{why}: trial {self.trial.trial_id} stopped after epoch {epoch + 1}")
 
+    class LeaseLost(Exception):
+        """This worker no longer holds the trial: drop it, write nothing."""
+
+    class Heartbeat:
+        """Renews this worker's lease on a trial every `every` seconds while
+        the trial runs (model build and graph compilation included), and
+        reports after each epoch before any file is written. A reply saying
+        the trial went to another worker stops this one at once."""
+
+        def __init__(self, tuner, trial, every: float):
+            import threading
+
+            self.tuner, self.trial, self.every = tuner, trial, every
+            self.lost = False
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial.trial_id}", daemon=True)
+
+        def report(self, metrics: dict[str, float], step: int) -> None:
+            from tuner.lease import lease_key
+
+            if self.tuner.oracle.objective.name not in metrics:
+                metrics = {}  # a heartbeat only: Keras Tuner insists on the objective
+            metrics[lease_key(self.tuner.tuner_id)] = float(step)
+            reply = self.tuner.oracle.update_trial(self.trial.trial_id, metrics, step=step)
+            if reply is not None and reply.status == "STOPPED":
+                self.lost = True
+            if self.lost:
+                raise LeaseLost(f"trial {self.trial.trial_id} was handed to another worker")
+
+        def _run(self) -> None:
+            while not self._stop.wait(self.every):
+                try:
+                    self.report({}, 0)
+                except LeaseLost:
+                    return
+                except Exception:  # a passing network fault: the next beat retries
+                    continue
+
+        def __enter__(self) -> "Heartbeat":
+            self.report({}, 0)
+            self._thread.start()
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self._stop.set()
+            self._thread.join(timeout=5)
+
+    class LeaseCheck(keras.callbacks.Callback):
+        """First of the trial's callbacks at each epoch end: report, and stop
+        if the lease was lost, before the checkpoint callbacks write."""
+
+        def __init__(self, heartbeat):
+            super().__init__()
+            self.heartbeat = heartbeat
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.heartbeat.lost:
+                raise LeaseLost(f"trial {self.heartbeat.trial.trial_id} was handed to another worker")
+
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = {k: float(v) for k, v in (logs or {}).items() if clean_float(v) is not None}
+            self.heartbeat.report(metrics, epoch)
+
     class FlowerTunerMixin:
         def __init__(self, *args, progress=None, stopper=None, **kwargs):
             self.progress = progress
             self.stopper = stopper
             self.statuses: dict[str, str] = {}
+            self._lease_lost = False
+            self._idle_polls = 0
+            self.heartbeat = kwargs.pop("heartbeat", 60.0)
             with contextlib.redirect_stdout(io.StringIO()):
-                super().__init__(*args, **kwargs)
+                # Keras Tuner's own tuner classes only build their oracle; ours
+                # comes ready (with leases), so go straight to Tuner.
+                kt.Tuner.__init__(self, *args, **kwargs)
 
         def on_search_begin(self):
             # KT writes its tuner file only after a trial ends, so a project
@@ -221,48 +297,52 @@ def _tuner_classes():
             why = self.stopper.requested() if self.stopper else None
             if why:
                 raise Stopped(f"{why}: stopped between trials")
+            # Keras Tuner asks again at once after an IDLE answer; a worker
+            # waiting for other workers' trials asks every two seconds.
+            if self._idle_polls:
+                time.sleep(2.0)
+            self._idle_polls += 1
+
+        def on_trial_begin(self, trial):
+            self._idle_polls = 0
+            self._lease_lost = False
+            super().on_trial_begin(trial)
 
         def run_trial(self, trial, *args, **kwargs):
-            import tensorflow as tf
-
-            hp = trial.hyperparameters
             kwargs.pop("verbose", None)
+            hp = trial.hyperparameters
             if "tuner/epochs" in hp.values:  # Hyperband's budget
                 kwargs["epochs"] = hp.values["tuner/epochs"]
                 kwargs["initial_epoch"] = hp.values["tuner/initial_epoch"]
+            try:
+                with Heartbeat(self, trial, self.heartbeat) as beat:
+                    return self._train(trial, beat, epochs=kwargs.get("epochs"),
+                                       initial_epoch=int(kwargs.get("initial_epoch") or 0))
+            except LeaseLost:
+                self._lease_lost = True
+                raise
+
+        def _train(self, trial, beat, epochs: int | None, initial_epoch: int) -> dict[str, float]:
+            """Build, restore the last epoch checkpoint if any, fit the rest."""
+            hp = trial.hyperparameters
             keras.utils.set_random_seed((self.hypermodel.seed + int(trial.trial_id)) % (2**31))
             model = self._try_build(hp)
             ckpt = TrialCheckpoint(self.get_trial_dir(trial.trial_id))
             with maybe_distribute(self.distribution_strategy):
                 state = ckpt.restore(model)
             if state and state.get("done"):
-                state = None  # a finished trial run again (KT retry): start clean
+                state = None  # a finished trial run again (a Keras Tuner retry): start clean
             values = self.hypermodel.values(hp)
-            epochs = int(kwargs.pop("epochs", None) or values.get("epochs") or self.hypermodel.space.train.epochs)
-            initial = int(state["epoch"]) if state else int(kwargs.pop("initial_epoch", 0))
-            kwargs.pop("initial_epoch", None)
+            epochs = int(epochs or values.get("epochs") or self.hypermodel.space.train.epochs)
+            initial = int(state["epoch"]) if state else initial_epoch
             save_best = tuner_utils.SaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id))
             watched: list = []
             epoch_state = EpochState(self, trial, ckpt, state, epochs, self.progress, self.stopper, save_best, watched)
             shown = {k: values[k] for k in self.hypermodel.space.varying if k in values}
-            number = len(self.oracle.start_order) if hasattr(self.oracle, "start_order") else 0
-            self.progress.trial_begin(trial.trial_id, number, self.oracle.max_trials, shown, epochs, initial)
+            self.progress.trial_begin(trial.trial_id, self._trial_number(), self.oracle.max_trials, shown, epochs,
+                                      initial)
             if initial < epochs:
-                try:
-                    self.hypermodel.fit(
-                        hp, model, callbacks=[save_best, epoch_state], initial_epoch=initial, epochs=epochs,
-                        watched=watched,
-                    )
-                except (kt.errors.FatalError, kt.errors.FailedTrialError):
-                    raise
-                except TunerError as e:
-                    raise Fatal(e) from None
-                except tf.errors.ResourceExhaustedError as e:
-                    raise kt.errors.FailedTrialError(
-                        f"out of memory ({str(e).splitlines()[0][:100]}); try a smaller batch or image size")
-                except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
-                    data = self.hypermodel.data_factory(int(values["image_size"]))
-                    raise Fatal(data.locate_corruption(None, e)) from None
+                self._fit(hp, model, values, [LeaseCheck(beat), save_best, epoch_state], initial, epochs, watched)
             rows = epoch_state.rows
             try:
                 utils_save_build_config(self, trial, model)
@@ -271,7 +351,37 @@ def _tuner_classes():
             ckpt.finish({"rows": rows})
             return best_metrics(rows, self.oracle.objective.name, self.oracle.objective.direction)
 
+        def _fit(self, hp, model, values, callbacks, initial, epochs, watched) -> None:
+            """The hypermodel's fit, with TensorFlow's errors sorted into
+            fatal (bad data: stop with the file's name) and trial failures."""
+            import tensorflow as tf
+
+            try:
+                self.hypermodel.fit(hp, model, callbacks=callbacks, initial_epoch=initial, epochs=epochs,
+                                    watched=watched)
+            except (kt.errors.FatalError, kt.errors.FailedTrialError, LeaseLost):
+                raise
+            except TunerError as e:
+                raise Fatal(e) from None
+            except tf.errors.ResourceExhaustedError as e:
+                raise kt.errors.FailedTrialError(
+                    f"out of memory ({str(e).splitlines()[0][:100]}); try a smaller batch or image size")
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+                data = self.hypermodel.data_factory(int(values["image_size"]))
+                raise Fatal(data.locate_corruption(None, e)) from None
+
+        def _trial_number(self) -> int | None:
+            """n in 'trial n of N'; a worker's oracle client cannot tell."""
+            try:
+                return len(self.oracle.start_order)
+            except AttributeError:
+                return None
+
         def on_trial_end(self, trial):
+            if self._lease_lost:
+                self.progress.trial_end(trial.trial_id, "handed over", None,
+                                        "its lease ran out; another worker continues it")
+                return  # not ours any more: report nothing, write nothing
             if trial.message:
                 trial.message = _last_line(trial.message)
             super().on_trial_end(trial)
@@ -285,10 +395,19 @@ def _tuner_classes():
 
         utils.save_json(tuner._get_build_config_fname(trial.trial_id), model.get_build_config())
 
+    from keras_tuner import oracles
+
+    from tuner.lease import leased
+
+    # method -> (tuner class, oracle class with leases)
     classes = {
-        "random": type("FlowerRandomSearch", (FlowerTunerMixin, kt.RandomSearch), {}),
-        "bayes": type("FlowerBayesianOptimization", (FlowerTunerMixin, kt.BayesianOptimization), {}),
-        "hyperband": type("FlowerHyperband", (FlowerTunerMixin, kt.Hyperband), {}),
+        "random": (type("FlowerRandomSearch", (FlowerTunerMixin, kt.Tuner), {}),
+                   leased(oracles.RandomSearchOracle)),
+        "bayes": (type("FlowerBayesianOptimization", (FlowerTunerMixin, kt.Tuner), {}),
+                  leased(oracles.BayesianOptimizationOracle)),
+        # Hyperband's tuner loads the previous bracket's weights when a trial is promoted.
+        "hyperband": (type("FlowerHyperband", (FlowerTunerMixin, kt.Hyperband), {}),
+                      leased(oracles.HyperbandOracle)),
     }
     return classes, Fatal, Stopped
 
@@ -327,7 +446,7 @@ def best_metrics(rows: list[dict[str, Any]], objective: str, direction: str) -> 
 # --------------------------------------------------------------------------
 
 
-def prepare(opts: SearchOptions, log=print):
+def prepare(opts: SearchOptions, log=print, need_data: bool = True):
     """Validated space, data root and project directory for `opts`; checks the
     project against the space before anything is trained."""
     from tuner import project as proj
@@ -350,12 +469,18 @@ def prepare(opts: SearchOptions, log=print):
                     f"the space changed since the search in {project} began ({'; '.join(changes)}); "
                     "rerun with --overwrite to start afresh, or use another --project"
                 )
-    root, is_demo = resolve_data_root(opts.data, space)
+    try:
+        root, is_demo = resolve_data_root(opts.data, space)
+    except DataError:
+        if need_data:
+            raise
+        root, is_demo = None, False  # the chief only serves the oracle
     return space, project, root, is_demo
 
 
 def run_search(opts: SearchOptions, progress=None) -> SearchResult:
-    """Run (or resume) a search to the end or to a clean stop."""
+    """Run (or resume) a search to the end or to a clean stop; as the chief
+    or a worker of a distributed search when `opts.chief`/`opts.connect`."""
     from tuner.progress import Progress
 
     progress = progress or Progress(plain=opts.plain)
@@ -363,21 +488,58 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
     # shuffled and repeated by design.
     warnings.filterwarnings("ignore", message=r".*shuffle=True.*was passed")
     warnings.filterwarnings("ignore", message=r".*input ran out of data")
-    space, project, root, is_demo = prepare(opts, log=progress.log)
+    if opts.chief and opts.connect:
+        raise TunerError("--chief and --connect exclude each other: a process is the chief or a worker")
+    if opts.connect and not opts.worker_id:
+        raise TunerError("a worker needs a name: add --worker-id NAME (unique per worker)")
+    if opts.role == "worker" and "chief" in opts.worker_id:
+        raise TunerError(f"worker id {opts.worker_id!r} may not contain 'chief' (Keras Tuner reserves it)")
+    space, project, root, is_demo = prepare(opts, log=progress.log, need_data=opts.role != "chief")
     from tuner import project as proj
 
-    with proj.ProjectLock(project):
+    lock = proj.ProjectLock(project) if opts.role != "worker" else contextlib.nullcontext()
+    with lock, _distributed_env(opts):
         if is_demo:
             ensure_demo_data(root, _image_sizes(space), progress.log)
-        if opts.overwrite:
+        if opts.overwrite and opts.role != "worker":
             _wipe(project)
         stopper = Stopper(opts.max_time)
-        stopper.install()
+        if opts.role != "chief":  # the chief's state is saved at every change: a plain kill is fine
+            stopper.install()
         try:
             return _search(opts, space, project, root, progress, stopper)
         finally:
             stopper.uninstall()
             progress.stop()
+
+
+def _parse_address(text: str, flag: str) -> tuple[str, str]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise TunerError(f"{flag} expects HOST:PORT, e.g. 10.0.0.5:8000 or 127.0.0.1:8000; got {text!r}")
+    return host.strip("[]"), port
+
+
+@contextlib.contextmanager
+def _distributed_env(opts: SearchOptions):
+    """Keras Tuner's own variables for its chief/worker service."""
+    keys = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+    old = {k: os.environ.get(k) for k in keys}
+    if opts.role != "local":
+        host, port = _parse_address(opts.chief or opts.connect, "--chief" if opts.chief else "--connect")
+        os.environ.update({"KERASTUNER_TUNER_ID": "chief" if opts.chief else opts.worker_id,
+                           "KERASTUNER_ORACLE_IP": host, "KERASTUNER_ORACLE_PORT": port})
+    else:
+        for k in keys:
+            os.environ.pop(k, None)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _wipe(project: str) -> None:
@@ -402,9 +564,16 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
     from tuner import project as proj
     from tuner.data import FlowerData
     from tuner.hypermodel import FlowerHyperModel, check_weights_available
-    from tuner.strategy import detect
+    from tuner.lease import LeaseMonitor
+    from tuner.strategy import StrategyInfo, detect
 
-    info = detect(opts.strategy, opts.cpu_replicas)
+    chief = opts.role == "chief"
+    if chief:
+        import tensorflow as tf
+
+        info = StrategyInfo(tf.distribute.get_strategy(), "none (chief: serves the oracle only)", 1, ())
+    else:
+        info = detect(opts.strategy, opts.cpu_replicas)
     datasets: dict[int, FlowerData] = {}
 
     def data_factory(size: int) -> FlowerData:
@@ -412,35 +581,46 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
             datasets[size] = FlowerData(root, size, log=progress.log)
         return datasets[size]
 
-    for size in _image_sizes(space):
-        data_factory(size).check()
-    check_weights_available(space)
+    if not chief:
+        for size in _image_sizes(space):
+            data_factory(size).check()
+        check_weights_available(space)
 
-    if proj.read_meta(project) is None:
+    if opts.role != "worker" and proj.read_meta(project) is None:
         proj.write_meta(project, {"space": space.to_dict(), "space_text": space.text, "data": root,
                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     classes, Fatal, Stopped = _tuner_classes()
-    hypermodel = FlowerHyperModel(space, data_factory, info, seed=space.seed)
+    tuner_cls, oracle_cls = classes[space.method]
     objective = kt.Objective(space.objective_name, space.goal)
-    common = dict(
-        hypermodel=hypermodel, objective=objective, seed=space.seed,
+    oracle_args = dict(objective=objective, seed=space.seed, lease_seconds=opts.lease,
+                       max_consecutive_failed_trials=max(3, space.run_cap + 1))
+    if space.method == "hyperband":
+        oracle = oracle_cls(max_epochs=space.train.epochs, factor=space.hyperband.factor,
+                            hyperband_iterations=space.hyperband.iterations, **oracle_args)
+    else:
+        oracle = oracle_cls(max_trials=space.run_cap, **oracle_args)
+    oracle.log = progress.log
+    tuner = tuner_cls(
+        oracle=oracle, hypermodel=FlowerHyperModel(space, data_factory, info, seed=space.seed),
         directory=os.path.dirname(os.path.abspath(project)) if "://" not in project else project.rsplit("/", 1)[0],
         project_name=os.path.basename(project.rstrip("/")),
         distribution_strategy=info.strategy if info.replicas > 1 or info.kind == "tpu" else None,
-        max_consecutive_failed_trials=max(3, space.run_cap + 1),
-        progress=progress, stopper=stopper,
+        progress=progress, stopper=stopper, heartbeat=max(1.0, opts.lease / 4),
     )
-    if space.method == "hyperband":
-        tuner = classes["hyperband"](max_epochs=space.train.epochs, factor=space.hyperband.factor,
-                                     hyperband_iterations=space.hyperband.iterations, **common)
-    else:
-        tuner = classes[space.method](max_trials=space.run_cap, **common)
 
-    done = sum(1 for t in tuner.oracle.trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID"))
-    progress.search_begin(space.name, space.method, info.describe(), project, done,
-                          space.run_cap if space.method != "hyperband" else None, root)
+    total = space.run_cap if space.method != "hyperband" else None
+    if opts.role == "worker":
+        progress.log(f"worker {opts.worker_id} of the chief at {opts.connect}; {info.describe()}; "
+                     f"data {root}; project {project}")
+    else:
+        done = sum(1 for t in oracle.trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID"))
+        where = info.describe() if not chief else f"chief at {opts.chief} (lease {opts.lease:.0f}s)"
+        progress.search_begin(space.name, space.method, where, project, done, total, root or "(workers' own)")
     result = SearchResult(project=project, stopped=None)
+    monitor = LeaseMonitor(oracle) if chief else None
+    if monitor:
+        monitor.start()
     try:
         tuner.search(verbose=0)
     except Stopped as e:
@@ -452,8 +632,15 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
         if "consecutive failures" in str(e):
             raise TunerError(f"too many failed trials in a row: {_last_line(str(e))}") from None
         raise
-    result.trials = {tid: t.status for tid, t in tuner.oracle.trials.items()}
-    best = tuner.oracle.get_best_trials(1)
+    finally:
+        if monitor:
+            monitor.stop()
+    if opts.role == "worker":
+        result.trials = dict(tuner.statuses)
+        progress.log(f"worker {opts.worker_id} done: ran {len(result.trials)} trial(s); the chief has the results")
+        return result
+    result.trials = {tid: t.status for tid, t in oracle.trials.items()}
+    best = oracle.get_best_trials(1)
     if best:
         result.best_trial, result.best_score = best[0].trial_id, best[0].score
     if result.stopped is None:

@@ -1,0 +1,136 @@
+"""Memory over a search: this process's RSS (VmRSS from /proc/self/status)
+after each of N small trials of ONE in-process `run_search` (a random space
+at 32 px, tiny steps). Keras Tuner issues #873 and #395 report RSS growing
+trial after trial.
+
+Goal: RSS after trial N minus RSS after trial 1 <= 200 MB.
+
+RSS is read in the search's own progress object (`trial_end`, called after
+each trial's files are written), so nothing outside bench/ is touched.
+
+    .venv/bin/python bench/memory.py
+    .venv/bin/python bench/memory.py --trials 30 --image-size 64 --jit-compile auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+
+SPACE = """\
+name: bench-memory
+description: many tiny random trials, for bench/memory.py
+method: random
+run_cap: {trials}
+seed: 3
+train: {{epochs: {epochs}, steps_per_epoch: {steps}, batch_per_replica: {batch}, jit_compile: {jit}}}
+parameters:
+  backbone:      {{value: {backbone}}}
+  weights:       {{value: none}}
+  image_size:    {{value: {size}}}
+  optimizer:     {{values: [adam, nadam, rmsprop]}}
+  learning_rate: {{min: 1.0e-4, max: 3.0e-3, distribution: log_uniform_values}}
+  dropout:       {{min: 0.0, max: 0.5}}
+  callback:      {{values: [none, reduce_lr_on_plateau]}}
+  flip_left_right: {{values: [true, false]}}
+"""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="data root (default: generate demo data in a temp dir)")
+    p.add_argument("--trials", type=int, default=10, help="trials in the one search (default: 10)")
+    p.add_argument("--image-size", type=int, default=32, help="image size (default: 32)")
+    p.add_argument("--scale", type=float, default=0.02, help="demo data scale (default: 0.02)")
+    p.add_argument("--backbone", default="resnet50v2", help="backbone (default: resnet50v2)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs per trial (default: 2)")
+    p.add_argument("--steps", type=int, default=2, help="steps per epoch (default: 2)")
+    p.add_argument("--batch", type=int, default=8, help="batch size (default: 8)")
+    p.add_argument("--jit-compile", default="false", choices=("auto", "true", "false"), help="(default: false)")
+    p.add_argument("--goal", type=float, default=200.0, help="allowed growth trial 1 -> last, MB (default: 200)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir")
+    return p.parse_args(argv)
+
+
+def vm(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    C.header("bench/memory.py: RSS across trials in one process")
+    print(C.versions())
+    with C.workdir(args.keep) as tmp:
+        root = C.demo_data(args.data, tmp, (args.image_size,), args.scale)
+        space = os.path.join(tmp, "memory.yaml")
+        with open(space, "w") as f:
+            f.write(SPACE.format(trials=args.trials, epochs=args.epochs, steps=args.steps, batch=args.batch,
+                                 jit=args.jit_compile, backbone=args.backbone, size=args.image_size))
+        import tensorflow  # noqa: F401  (so the baseline includes TF itself)
+
+        from tuner.progress import Progress
+        from tuner.search import SearchOptions, run_search
+
+        samples: list[tuple[str, str, float, float, float, str]] = []
+
+        class Sampling(Progress):
+            def trial_end(self, trial_id, status, score, message=None, goal="max"):
+                super().trial_end(trial_id, status, score, message, goal)
+                rss = vm("VmRSS")
+                gc.collect()
+                samples.append((trial_id, status, rss, vm("VmRSS"), vm("VmHWM"), C.load()))
+                print(f"  [memory] after trial {trial_id} ({status}): VmRSS {rss:.0f} MB "
+                      f"(after gc {samples[-1][3]:.0f} MB), peak {samples[-1][4]:.0f} MB, load {C.load()}",
+                      flush=True)
+
+        base = vm("VmRSS")
+        print(f"RSS before the search (TensorFlow imported): {base:.0f} MB")
+        t0 = time.monotonic()
+        res = run_search(SearchOptions(space=space, data=root, project=os.path.join(tmp, "proj"),
+                                       plain=True, strategy="cpu"), progress=Sampling(plain=True))
+        wall = time.monotonic() - t0
+        print(f"search: {len(res.trials)} trials in {wall:.0f}s, statuses {sorted(set(res.trials.values()))}")
+
+    if len(samples) < 2:
+        C.verdict(None, f"only {len(samples)} trial(s) sampled")
+        return 0
+    rows = [[str(i + 1), tid, st, f"{r:.0f}", f"{r - samples[0][2]:+.0f}", f"{g:.0f}", f"{h:.0f}", la]
+            for i, (tid, st, r, g, h, la) in enumerate(samples)]
+    print()
+    print(f"{args.backbone} at {args.image_size}px, {args.epochs} epochs x {args.steps} steps x batch {args.batch}, "
+          f"jit_compile {args.jit_compile}; baseline before the search {base:.0f} MB")
+    print(C.table(rows, ["#", "trial", "status", "VmRSS MB", "vs trial 1", "after gc.collect", "VmHWM MB", "load"]))
+    first, last = samples[0][2], samples[-1][2]
+    n = len(samples)
+    # least-squares slope over trials 2..n (trial 1 includes one-off warm-up)
+    xs = list(range(2, n + 1))
+    ys = [s[2] for s in samples[1:]]
+    if len(xs) >= 2:
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+        print(f"trend over trials 2..{n}: {slope:+.1f} MB/trial")
+    C.verdict(last - first <= args.goal,
+              f"RSS growth trial 1 -> trial {n}: {last - first:+.0f} MB ({first:.0f} -> {last:.0f} MB; "
+              f"goal <= {args.goal:g} MB); load now {C.load()}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # a measurement, not a test: report and exit 0
+        import traceback
+
+        traceback.print_exc()
+        C.verdict(None, f"benchmark did not finish: {e}")
+    sys.exit(0)

@@ -1,0 +1,103 @@
+"""A chief and two workers on loopback, through Keras Tuner's own gRPC
+oracle service, with leases: real processes, a real kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli, tiny_space
+from test_search import history_epochs, trial_statuses, wait_for_epoch
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(args: list[str], log: Path) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tuner", "search", "--plain", *args], cwd=REPO, env=env,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+
+
+def trials_run_by(log: Path) -> list[str]:
+    return re.findall(r"^trial (\d+) \(", log.read_text(), flags=re.M)
+
+
+@pytest.fixture
+def cluster(flower_root, tmp_path):
+    procs: list[subprocess.Popen] = []
+
+    def start(space: Path, lease: str, trials: int):
+        port = free_port()
+        project = tmp_path / "shared-project"
+        common = ["--space", str(space), "--data", str(flower_root), "--project", str(project), "--lease", lease]
+        chief = launch([*common, "--chief", f"127.0.0.1:{port}", "--max-trials", str(trials)], tmp_path / "chief.log")
+        procs.append(chief)
+        time.sleep(1.0)
+        workers = {}
+        for name in ("w1", "w2"):
+            workers[name] = launch([*common, "--connect", f"127.0.0.1:{port}", "--worker-id", name],
+                                   tmp_path / f"{name}.log")
+            procs.append(workers[name])
+        return project, chief, workers
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def test_chief_and_two_workers_run_each_trial_once(cluster, tmp_path):
+    space = tiny_space(tmp_path, epochs=2, steps=2)
+    project, chief, workers = cluster(space, lease="5m", trials=3)
+    assert chief.wait(timeout=600) == 0, (tmp_path / "chief.log").read_text()
+    for w in workers.values():
+        assert w.wait(timeout=60) == 0
+    assert trial_statuses(project) == {"0": "COMPLETED", "1": "COMPLETED", "2": "COMPLETED"}
+    runs = trials_run_by(tmp_path / "w1.log") + trials_run_by(tmp_path / "w2.log")
+    assert sorted(runs) == ["0", "1", "2"], runs  # no trial run twice
+    for tid in ("0", "1", "2"):
+        assert history_epochs(project / f"trial_{tid}") == [1, 2]
+    # status names the worker that ran each trial
+    r = run_cli("status", "--project", str(project))
+    assert r.returncode == 0 and "worker" in r.stdout and ("w1" in r.stdout or "w2" in r.stdout)
+
+
+def test_killed_worker_trial_is_finished_by_the_other_from_its_epoch(cluster, tmp_path):
+    space = tiny_space(tmp_path, epochs=3, steps=3)
+    project, chief, workers = cluster(space, lease="60s", trials=2)
+    # find who runs trial 0 and kill it after its first epoch
+    t0 = time.time()
+    while time.time() - t0 < 300:
+        owners = {n: trials_run_by(tmp_path / f"{n}.log") for n in workers}
+        victim = next((n for n, runs in owners.items() if "0" in runs), None)
+        if victim:
+            break
+        time.sleep(0.2)
+    assert victim, "no worker took trial 0"
+    wait_for_epoch(project, "0", 1, workers[victim])
+    workers[victim].send_signal(signal.SIGKILL)
+    workers[victim].wait()
+    survivor = next(n for n in workers if n != victim)
+    assert chief.wait(timeout=600) == 0, (tmp_path / "chief.log").read_text()
+    assert workers[survivor].wait(timeout=60) == 0
+    assert trial_statuses(project) == {"0": "COMPLETED", "1": "COMPLETED"}
+    surv_log = (tmp_path / f"{survivor}.log").read_text()
+    assert re.search(r"^trial 0 \(.*resuming after epoch 1", surv_log, flags=re.M), surv_log
+    assert history_epochs(project / "trial_0") == [1, 2, 3]
+    assert history_epochs(project / "trial_1") == [1, 2, 3]
+    assert "lease of trial 0 held by " + victim in (tmp_path / "chief.log").read_text()
+    assert json.loads((project / "trial_0" / "resume.json").read_text())["worker"] == survivor

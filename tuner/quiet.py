@@ -1,0 +1,36 @@
+"""Importing TensorFlow without its start-up chatter.
+
+TensorFlow's C++ side writes absl/oneDNN/CPU-feature notices to file
+descriptor 2 at import, before TF_CPP_MIN_LOG_LEVEL can take effect; they
+would bury the one-line errors the CLI promises. The import runs with fd 2
+sent to a temporary file, which is replayed only if the import fails.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+
+def import_tensorflow():
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.constant(0)  # the CPU-feature notice comes with the first op
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return tf
