@@ -158,7 +158,7 @@ def test_changed_space_is_refused_then_overwrite_starts_afresh(flower_root, tmp_
     r = run_cli("search", "--plain", "--max-time", "1s", "--overwrite", *args)
     assert r.returncode == 0, r.stderr
     assert "0 of 2 trials done" in r.stdout
-    assert "0.005" in json.loads((project / "flower_tuner.json").read_text())["space_text"]
+    assert "max: 5.0e-3" in json.loads((project / "flower_tuner.json").read_text())["space_text"]
 
 
 def test_second_search_on_same_project_is_locked_out(flower_root, tmp_path):

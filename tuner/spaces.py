@@ -39,7 +39,18 @@ from typing import Any
 from tuner.errors import SpaceError
 
 #: The shipped spaces (``<repo>/search_spaces``).
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+def _shipped_dir() -> Path:
+    """The repo's search_spaces/ in a checkout or editable install; a wheel
+    installs them under <prefix>/share/flower-tuner/search_spaces."""
+    import sys
+
+    here = Path(__file__).resolve().parent.parent / "search_spaces"
+    if here.is_dir():
+        return here
+    return Path(sys.prefix) / "share" / "flower-tuner" / "search_spaces"
+
+
+SHIPPED_DIR = _shipped_dir()
 
 METHODS = ("random", "bayes", "hyperband")
 METRICS = ("val_f1", "val_loss", "val_accuracy", "val_precision", "val_recall")

@@ -1,0 +1,154 @@
+"""Run `python -m tuner ...` with a SIGKILL at one exact point of the code.
+
+A kill from outside lands at a random moment; the windows that matter most
+(between two file writes that belong together) are milliseconds wide and a
+random kill almost never hits them. This wrapper runs the real CLI in this
+process and kills it, with a real SIGKILL, at a named point:
+
+    python bench/faults.py --kill-at save --nth 2 -- search --plain --space S --data D --project P
+
+Points (`--nth N` picks the N-th time the point is reached, default 1):
+
+  save           right after TrialCheckpoint.save returned (files, pointer and
+                 history written; the epoch's progress line not yet printed)
+  before-pointer inside TrialCheckpoint.save: the new epoch's weight and
+                 optimizer files are in place, resume.json not yet switched
+  before-history inside TrialCheckpoint.save: resume.json names the new
+                 epoch, history.csv not yet rewritten
+  finish         right after TrialCheckpoint.finish (resume.json says done)
+                 and before Keras Tuner records the trial as ended
+  trial-json     inside Keras Tuner's Oracle.end_trial: trial.json says
+                 COMPLETED, oracle.json not yet rewritten
+  json-write:NAME  half-way through Keras Tuner's write of the JSON file
+                 NAME (oracle.json, trial.json, tuner0.json): the file holds
+                 the first half of its new text, as after a kill mid-write
+
+Used by tests/test_faults.py; also handy by hand to look at what a resume
+does after each of these kills.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+POINTS = ("save", "before-pointer", "before-history", "finish", "trial-json", "json-write")
+
+
+def die(point: str) -> None:
+    sys.stdout.write(f"[faults] SIGKILL at {point}\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Counter:
+    def __init__(self, nth: int):
+        self.nth, self.seen = nth, 0
+
+    def hit(self) -> bool:
+        self.seen += 1
+        return self.seen == self.nth
+
+
+def install(point: str, nth: int) -> None:
+    name = None
+    if point.startswith("json-write:"):
+        point, name = point.split(":", 1)
+    if point not in POINTS:
+        raise SystemExit(f"unknown point {point!r}; choose one of {', '.join(POINTS)}")
+    count = Counter(nth)
+
+    from tuner import checkpoint
+
+    if point == "save":
+        original = checkpoint.TrialCheckpoint.save
+
+        def save(self, model, epoch, state):
+            original(self, model, epoch, state)
+            if count.hit():
+                die(f"save (epoch {epoch} of {self.dir})")
+
+        checkpoint.TrialCheckpoint.save = save
+    elif point in ("before-pointer", "before-history"):
+        original = checkpoint.TrialCheckpoint.save
+        real_atomic_write = checkpoint.atomic_write
+        target = checkpoint.POINTER if point == "before-pointer" else checkpoint.HISTORY
+
+        def save(self, model, epoch, state):
+            armed = count.hit()
+
+            def atomic_write(path, data):
+                if armed and path == f"{self.dir}/{target}":
+                    die(f"{point} (epoch {epoch} of {self.dir})")
+                real_atomic_write(path, data)
+
+            checkpoint.atomic_write = atomic_write
+            try:
+                original(self, model, epoch, state)
+            finally:
+                checkpoint.atomic_write = real_atomic_write
+
+        checkpoint.TrialCheckpoint.save = save
+    elif point == "finish":
+        original = checkpoint.TrialCheckpoint.finish
+
+        def finish(self, state):
+            original(self, state)
+            if count.hit():
+                die(f"finish ({self.dir})")
+
+        checkpoint.TrialCheckpoint.finish = finish
+    elif point == "trial-json":
+        from keras_tuner.src.engine import oracle as oracle_module
+
+        original = oracle_module.Oracle._save_trial
+
+        def _save_trial(self, trial):
+            original(self, trial)
+            if trial.status == "COMPLETED" and count.hit():
+                die(f"trial-json (trial {trial.trial_id})")
+
+        oracle_module.Oracle._save_trial = _save_trial
+    else:  # json-write
+        from keras_tuner.src import utils  # Stateful.save (oracle, trials, tuner) calls utils.save_json
+
+        original = utils.save_json
+
+        def save_json(path, obj):
+            if os.path.basename(str(path)) == name and count.hit():
+                import json
+
+                text = json.dumps(obj)
+                with open(path, "w") as f:
+                    f.write(text[: len(text) // 2])
+                die(f"json-write ({path}, {len(text) // 2} of {len(text)} characters written)")
+            return original(path, obj)
+
+        utils.save_json = save_json
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv:
+        raise SystemExit("usage: faults.py --kill-at POINT [--nth N] -- TUNER ARGS...")
+    cut = argv.index("--")
+    p = argparse.ArgumentParser(prog="faults.py")
+    p.add_argument("--kill-at", required=True, help=f"one of {', '.join(POINTS)} (json-write:NAME)")
+    p.add_argument("--nth", type=int, default=1, help="the N-th time the point is reached (default 1)")
+    args = p.parse_args(argv[:cut])
+    install(args.kill_at, args.nth)
+    from tuner.cli import main as tuner_main
+
+    return tuner_main(argv[cut + 1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
