@@ -86,14 +86,17 @@ def snapshot(project: Path) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for d in sorted(project.glob("trial_*")):
         tid = d.name.split("_", 1)[1]
-        info: dict = {"status": None, "score": None, "history": None, "saved": 0, "done": False}
-        if (d / "trial.json").exists():
-            t = json.loads((d / "trial.json").read_text())
-            info["status"], info["score"] = t.get("status"), t.get("score")
+        info: dict = {"status": None, "score": None, "history": None, "saved": 0, "done": False, "torn": []}
+        try:
+            if (d / "trial.json").exists():
+                t = json.loads((d / "trial.json").read_text())
+                info["status"], info["score"] = t.get("status"), t.get("score")
+        except ValueError:  # Keras Tuner writes it in place: a kill mid-write tears it
+            info["torn"].append(str(d / "trial.json"))
         if (d / "history.csv").exists():
             info["history"] = (d / "history.csv").read_text()
         if (d / "resume.json").exists():
-            r = json.loads((d / "resume.json").read_text())
+            r = json.loads((d / "resume.json").read_text())  # written atomically: never torn
             info["saved"], info["done"] = int(r.get("epoch", 0)), bool(r.get("done"))
         out[tid] = info
     return out
@@ -286,6 +289,7 @@ def test_sigkill_campaign_keeps_finished_work_and_never_retrains_a_saved_epoch(f
         if "Traceback" in err:
             problems.append(f"run {n} printed a traceback:\n{err[-3000:]}")
         problems += [f"run {n}: {p}" for p in retrained_after_save(before, out) + kept_finished(before, after)]
+        problems += [f"run {n}: torn {f}" for a in after.values() for f in a["torn"]]
         for tid, a in after.items():
             h = history_epochs(project / f"trial_{tid}")
             if h != list(range(1, len(h) + 1)) or len(h) not in (a["saved"], a["saved"] - 1):
@@ -354,10 +358,7 @@ def test_sigkill_at_an_exact_point_then_resume(flower_root, tmp_path, point, nth
                             timeout=900)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     assert "[faults] SIGKILL at" in killed.stdout, killed.stdout
-    try:
-        before = snapshot(project)
-    except ValueError:  # a torn trial.json: only the resume can tell what the user gets
-        before = {}
+    before = snapshot(project)
     r = run_cli("search", "--plain", *args)
     problems = []
     if r.returncode != 0 or "Traceback" in r.stderr:
@@ -501,27 +502,47 @@ SCALARS = st.one_of(
 VALUES = st.recursive(SCALARS, lambda kids: st.one_of(
     st.lists(kids, max_size=4), st.dictionaries(st.one_of(st.sampled_from(VOCAB_KEYS), JUNK_KEYS), kids,
                                                 max_size=4)), max_leaves=10)
+NUMBERS = st.sampled_from([0, 1, 2, 3, 5, 32, 64, 71, 1024, 1025, -1, 0.0, 1e-5, 1e-3, 0.1, 0.5, 0.9, 1.0, 1.5,
+                           2.0, 1e309])
+PLAUSIBLE = st.one_of(NUMBERS, st.sampled_from(VOCAB_VALUES), st.booleans(), st.none())
+RANGE_SPECS = st.builds(
+    lambda lo, hi, extra: {"min": lo, "max": hi, **extra}, NUMBERS, NUMBERS,
+    st.fixed_dictionaries({}, optional={"distribution": st.one_of(st.sampled_from(
+        ("uniform", "log_uniform_values", "int_uniform")), PLAUSIBLE), "q": st.one_of(NUMBERS, PLAUSIBLE)}))
 SPECS = st.one_of(
-    VALUES,
+    PLAUSIBLE,  # a bare fixed value
+    st.builds(lambda v: {"value": v}, PLAUSIBLE),
+    st.builds(lambda vs: {"values": vs}, st.lists(PLAUSIBLE, max_size=4)),
+    RANGE_SPECS,
+    VALUES,  # anything
     st.dictionaries(st.one_of(st.sampled_from(("value", "values", "min", "max", "distribution", "q")), JUNK_KEYS),
                     st.one_of(SCALARS, st.lists(SCALARS, max_size=4)), max_size=4),
 )
 
 
-def _section(keys: tuple[str, ...]):
-    return st.dictionaries(st.one_of(st.sampled_from(keys), JUNK_KEYS), VALUES, max_size=4)
+def _mostly(valid):
+    """`valid` two times in three, anything otherwise: errors deep in the file get reached."""
+    return st.one_of(valid, valid, VALUES)
+
+
+def _section(keys: tuple[str, ...], value=PLAUSIBLE):
+    return st.dictionaries(st.one_of(st.sampled_from(keys), st.sampled_from(keys), JUNK_KEYS),
+                           st.one_of(value, VALUES), max_size=4)
 
 
 DOCS = st.one_of(
     st.fixed_dictionaries({}, optional={
-        "name": VALUES, "description": VALUES, "method": st.one_of(st.sampled_from(("random", "bayes", "hyperband")), VALUES),
-        "metric": st.one_of(_section(("name", "goal")), VALUES), "run_cap": VALUES, "seed": VALUES,
-        "data": VALUES, "train": st.one_of(_section(("epochs", "steps_per_epoch", "batch_per_replica",
-                                                     "validation_steps", "cache", "jit_compile")), VALUES),
-        "hyperband": _section(("factor", "iterations")),
-        "parameters": st.one_of(st.dictionaries(st.one_of(st.sampled_from(tuple(DIMS)), JUNK_KEYS), SPECS,
-                                                max_size=6), VALUES),
-    }).flatmap(lambda d: st.dictionaries(JUNK_KEYS, VALUES, max_size=1).map(lambda j: {**j, **d})),
+        "name": _mostly(st.sampled_from(["fz", "my space"])), "description": _mostly(st.text(max_size=20)),
+        "method": _mostly(st.sampled_from(("random", "bayes", "hyperband"))),
+        "metric": _mostly(_section(("name", "goal"))), "run_cap": _mostly(NUMBERS), "seed": _mostly(NUMBERS),
+        "data": _mostly(st.sampled_from(["demo", "/data/flowers"])),
+        "train": _mostly(_section(("epochs", "steps_per_epoch", "batch_per_replica", "validation_steps", "cache",
+                                   "jit_compile"))),
+        "hyperband": _mostly(_section(("factor", "iterations"))),
+        "parameters": _mostly(st.dictionaries(st.one_of(st.sampled_from(tuple(DIMS)), st.sampled_from(tuple(DIMS)),
+                                                        JUNK_KEYS), SPECS, max_size=6)),
+    }).flatmap(lambda d: st.one_of(st.just({}), st.just({}), st.dictionaries(JUNK_KEYS, VALUES, max_size=1))
+               .map(lambda j: {**j, **d})),
     VALUES,
 )
 
@@ -535,10 +556,12 @@ def _dump(doc, flow) -> str:
     return yaml.dump(doc, Dumper=_NoAliases, default_flow_style=flow, allow_unicode=True, sort_keys=False)
 
 
-#: Pieces of YAML syntax inserted into valid files. No alias `*x` to the anchor
-#: `&x`: a self-referencing alias hits a known bug (see the strict xfail below).
+#: Pieces of YAML syntax inserted into valid files. Left out until their bugs
+#: are fixed (each has a strict xfail test below): an alias `*x` to the anchor
+#: `&x` (a self-referencing value) and the scalar tags !!float, !!int, !!bool,
+#: !!timestamp (a bad value raises ValueError & co. instead of a SpaceError).
 SNIPPETS = ["{", "}", "[", "]", ": ", ":", "- ", "? ", "|\n", ">\n", "'", '"', "\t", "  ", "\n", "#", "&x ",
-            "*y", "!!binary ", "!!python/object/apply:os.system ", "!!set ", "!!omap ", "!!float ", "<<: ",
+            "*y", "!!binary ", "!!python/object/apply:os.system ", "!!set ", "!!omap ", "!!str ", "!!null ", "<<: ",
             "%YAML 1.1\n", "---\n", "...\n", "~", ".nan", "1e309", "\x00", "\ufeff", "\x85", "\u2028",
             "\\", "@", "`", "values", "min: ", "max: ", "value: "]
 SHIPPED = [p.read_text() for p in sorted((REPO / "search_spaces").glob("*.yaml"))]
@@ -601,6 +624,16 @@ def test_self_referencing_yaml_value_is_one_line_error(text):
     check_space_contract(text, FUZZ_PATH)
 
 
+@pytest.mark.xfail(strict=True, raises=(ValueError, KeyError, AttributeError, IndexError), reason=(
+    "BUG tuner/spaces.py _read_yaml catches only yaml.YAMLError: PyYAML's SafeConstructor raises "
+    "ValueError/KeyError/AttributeError/IndexError for explicit scalar tags with bad values, which escape "
+    "parse_space (the CLI prints a traceback)"))
+@pytest.mark.parametrize("text", ["name: !!float abc\n", "seed: !!int abc\n", "name: !!bool abc\n",
+                                  "name: !!timestamp abc\n", "seed: !!int\n"])
+def test_bad_scalar_tag_is_one_line_error(text):
+    check_space_contract(text, FUZZ_PATH)
+
+
 BAD_FILES = st.one_of(st.builds(_dump, DOCS, st.sampled_from([False, True])).map(str.encode), mutated().map(str.encode),
                       st.binary(min_size=1, max_size=120))
 
@@ -622,6 +655,7 @@ def test_fuzzed_bad_space_files_end_the_cli_with_one_line(tmp_path_factory, cont
     r = run_cli("search", "--plain", "--space", str(path), "--project", str(folder / "proj"), timeout=300)
     assert r.returncode == 2, (content, r.stdout, r.stderr)
     line = one_line_error(r.stderr)
+    print(f"{content[:60]!r} -> {line}")
     assert line.startswith(f"error: {path}"), line
     assert not (folder / "proj").exists()  # nothing was set up
 
@@ -660,8 +694,8 @@ def _disk_full_error(kind: str) -> BaseException:
                                                         "No space left on device")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["oserror", "gfile"])
+# ~20 s each on 2 busy cores: the OSError case runs in CI, the gfile one with `make faults`
+@pytest.mark.parametrize("kind", ["oserror", pytest.param("gfile", marks=pytest.mark.slow)])
 def test_failed_checkpoint_write_keeps_the_previous_checkpoint(flower_root, tmp_path, monkeypatch, capsys, kind):
     import keras
     import tensorflow as tf
@@ -681,7 +715,7 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(flower_root, tmp_
         real_save(self, model, epoch, state)
         if epoch == 1:
             at_epoch1.update(model=model, weights=[np.array(w) for w in model.get_weights()],
-                             optimizer=[np.array(v) for v in model.optimizer.variables])
+                             optimizer=[np.array(v.numpy()) for v in model.optimizer.variables])
 
     disk = FullDiskGfile(tf.io.gfile, _disk_full_error(kind))
     monkeypatch.setattr(TrialCheckpoint, "save", save)
@@ -715,7 +749,7 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(flower_root, tmp_
     for got, want in zip(fresh.get_weights(), at_epoch1["weights"], strict=True):
         np.testing.assert_array_equal(got, want)
     for got, want in zip(fresh.optimizer.variables, at_epoch1["optimizer"], strict=True):
-        np.testing.assert_array_equal(np.array(got), want)
+        np.testing.assert_array_equal(got.numpy(), want)
     # --- what the user sees
     tracebacks = seen.out.count("Traceback") + seen.err.count("Traceback")
     if tracebacks:

@@ -209,6 +209,10 @@ def build_model(v: dict[str, Any], jit_compile: str | bool = "auto") -> keras.Mo
                 "connect to the internet once, copy the file into ~/.keras/models, or use --weights none / a local file"
             ) from None
         raise TunerError(f"cannot load weights {v['weights']} into {spec.name}: {str(e).splitlines()[0][:160]}") from None
+    momentum = float(v.get("bn_momentum", 0.99))
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum
     fine_tune = v.get("fine_tune", "full")
     pretrained = weights is not None
     if fine_tune == "frozen":

@@ -155,6 +155,10 @@ _CORE: tuple[Dimension, ...] = (
               "top fine_tune_blocks blocks", choices=("frozen", "full", "top")),
     Dimension("fine_tune_blocks", "int", 3,
               "backbone blocks trained when fine_tune is top", min=1),
+    Dimension("bn_momentum", "float", 0.99,
+              "momentum of the backbone's BatchNorm moving statistics; 0.9 lets "
+              "them catch up in short runs from scratch (Keras' default is 0.99)",
+              min=0.0, max=1.0, max_open=True),
     Dimension("dropout", "float", 0.2, "dropout before the classifier",
               min=0.0, max=0.9),
     Dimension("dense_units", "int", 0,
