@@ -62,6 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=8, help="batch size (default: 8)")
     p.add_argument("--jit-compile", default="false", choices=("auto", "true", "false"), help="(default: false)")
     p.add_argument("--goal", type=float, default=200.0, help="allowed growth trial 1 -> last, MB (default: 200)")
+    p.add_argument("--purge-grad-registry", action="store_true",
+                   help="experiment: after each trial delete the 'CustomGradient-*' entries TensorFlow added to its "
+                        "global gradient registry during it (private API), to show where the growth comes from")
     p.add_argument("--no-control", dest="control", action="store_false",
                    help="skip the plain-Keras control loop")
     p.add_argument("--bare-loop", metavar="ROOT", help=argparse.SUPPRESS)  # the control, run as a subprocess
@@ -150,15 +153,26 @@ def main(argv=None) -> int:
 
         samples: list[tuple] = []
 
+        from tensorflow.python.framework import ops as tf_ops
+
+        registry = tf_ops._gradient_registry._registry  # noqa: SLF001 - diagnosis only
+        known = set(registry)
+
         class Sampling(Progress):
             def trial_end(self, trial_id, status, score, message=None, goal="max"):
                 super().trial_end(trial_id, status, score, message, goal)
+                added = [k for k in set(registry) - known if k.startswith("CustomGradient-")]
+                if args.purge_grad_registry:
+                    for k in added:
+                        del registry[k]
+                known.update(registry)
                 rss = vm("VmRSS")
                 models, graphs = alive()  # includes gc.collect()
                 samples.append((trial_id, status, rss, vm("VmRSS"), vm("VmHWM"), C.load(), models, graphs))
                 print(f"  [memory] after trial {trial_id} ({status}): VmRSS {rss:.0f} MB "
                       f"(after gc {samples[-1][3]:.0f} MB), peak {samples[-1][4]:.0f} MB; alive: {models} keras "
-                      f"models, {graphs} traced step graphs; load {C.load()}", flush=True)
+                      f"models, {graphs} traced step graphs; {len(added)} CustomGradient registry entries added"
+                      f"{' and purged' if args.purge_grad_registry else ''}; load {C.load()}", flush=True)
 
         base = vm("VmRSS")
         print(f"RSS before the search (TensorFlow imported): {base:.0f} MB")
@@ -188,7 +202,7 @@ def main(argv=None) -> int:
         rows.append(row + [la])
     print()
     print(f"{args.backbone} at {args.image_size}px, {args.epochs} epochs x {args.steps} steps x batch {args.batch}, "
-          f"jit_compile {args.jit_compile}; baseline before the search {base:.0f} MB")
+          f"jit_compile {args.jit_compile}{', gradient registry purged after each trial' if args.purge_grad_registry else ''}; baseline before the search {base:.0f} MB")
     head = ["#", "trial", "status", "VmRSS MB", "vs trial 1", "after gc", "VmHWM MB", "alive models/graphs"]
     if control:
         head += ["control VmRSS", "control vs 1", "control models/graphs"]

@@ -215,7 +215,8 @@ def wait_for_checkpoint(search: Search, project: Path, before: dict[str, dict], 
     return False
 
 
-CAMPAIGN_SEED = 20250611
+#: FAULTS_SEED=N explores another sequence of kill moments (`FAULTS_SEED=7 make faults`).
+CAMPAIGN_SEED = int(os.environ.get("FAULTS_SEED", "20250611"))
 KILLS = 10
 TRIALS, EPOCHS, STEPS = 3, 3, 2
 WAIT = 600.0  # seconds any awaited event may take on a loaded 2-core machine
@@ -260,7 +261,10 @@ def strike(search: Search, plan: dict, project: Path, before: dict[str, dict]) -
     alive = search.proc.poll() is None
     last = next((ln.strip() for ln in reversed(search.lines) if ln.strip()), "(no output yet)")
     search.kill()
-    return f"{kind:16s} {'killed' if alive else 'ENDED BEFORE THE KILL'} after: {last[:90]}"
+    saved = {tid: ("done" if a["done"] else a["saved"]) for tid, a in snapshot(project).items()}
+    fallback = f" (planned {plan['planned']})" if plan["planned"] != kind else ""
+    return (f"{kind}{fallback}: {'killed' if alive else 'ENDED BEFORE THE KILL'} after `{last[:70]}`; "
+            f"saved epochs {saved}")
 
 
 @pytest.mark.slow
@@ -619,7 +623,8 @@ def test_fuzzed_space_text_gives_a_space_or_one_line_space_error(text):
 @pytest.mark.xfail(strict=True, raises=RecursionError, reason=(
     "BUG tuner/spaces.py _show/_fmt: a self-referencing YAML value (`name: &a [*a]`) recurses "
     "until RecursionError instead of a one-line SpaceError (the CLI prints a traceback)"))
-@pytest.mark.parametrize("text", ["name: &a [*a]\n", "run_cap: &a [1, *a]\n", "data: &a [*a]\n"])
+@pytest.mark.parametrize("text", ["name: &a [*a]\n", "run_cap: &a [1, *a]\n", "data: &a [*a]\n"],
+                         ids=["name", "run_cap", "data"])
 def test_self_referencing_yaml_value_is_one_line_error(text):
     check_space_contract(text, FUZZ_PATH)
 
@@ -629,7 +634,8 @@ def test_self_referencing_yaml_value_is_one_line_error(text):
     "ValueError/KeyError/AttributeError/IndexError for explicit scalar tags with bad values, which escape "
     "parse_space (the CLI prints a traceback)"))
 @pytest.mark.parametrize("text", ["name: !!float abc\n", "seed: !!int abc\n", "name: !!bool abc\n",
-                                  "name: !!timestamp abc\n", "seed: !!int\n"])
+                                  "name: !!timestamp abc\n", "seed: !!int\n"],
+                         ids=["float", "int", "bool", "timestamp", "empty-int"])
 def test_bad_scalar_tag_is_one_line_error(text):
     check_space_contract(text, FUZZ_PATH)
 

@@ -21,7 +21,7 @@ CALLBACKS = ["early_stopping", "lr_schedule", "reduce_lr_on_plateau", "none"]
 
 def values(**kw):
     v = load_space("demo").defaults()
-    v.update(image_size=32, weights="none", **kw)
+    v.update({"image_size": 32, "weights": "none", **kw})
     return v
 
 
@@ -119,3 +119,16 @@ def test_saved_classifier_takes_raw_pixels_and_needs_no_custom_objects(tmp_path)
     again = keras.models.load_model(path)
     x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(again.predict(x, verbose=0), plain.predict(x, verbose=0), atol=1e-5)
+
+
+def test_local_weights_file_is_loaded_into_the_backbone(tmp_path):
+    """Offline users point `weights` at a file (e.g. the ImageNet notop .h5)."""
+    source = keras.applications.ResNet50V2(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+    path = tmp_path / "backbone.weights.h5"
+    source.save_weights(path)
+    model = build_model(values(backbone="resnet50v2", weights=str(path)))
+    backbone = next(l for l in model.layers if isinstance(l, keras.Model))
+    for a, b in zip(backbone.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(Exception, match="not found"):
+        build_model(values(backbone="resnet50v2", weights=str(tmp_path / "missing.h5")))

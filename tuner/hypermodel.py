@@ -241,6 +241,15 @@ def build_model(v: dict[str, Any], jit_compile: str | bool = "auto") -> keras.Mo
     return model
 
 
+def _download_problem(error: Exception) -> str:
+    """'URL fetch failure on https://.../x.h5: ...' -> 'no connection for x.h5'."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    m = re.search(r"https?://\S+?/([^/\s:]+\.h5)", text)
+    if m:
+        return f"no connection for {m.group(1)}" if "fetch failure" in text.lower() else f"{m.group(1)}: {text[:80]}"
+    return text[:120]
+
+
 def check_weights_available(space) -> None:
     """Fail before the first trial, once, if ImageNet weights cannot be had."""
     w = space.params["weights"]
@@ -261,8 +270,8 @@ def check_weights_available(space) -> None:
                     include_top=False, weights="imagenet", input_shape=(size, size, 3))
             except Exception as e:
                 raise TunerError(
-                    f"ImageNet weights for {name} could not be downloaded ({str(e).splitlines()[0][:100]}); "
-                    "connect to the internet once, copy the file into ~/.keras/models, "
+                    f"ImageNet weights for {name} could not be downloaded ({_download_problem(e)}); "
+                    "connect to the internet once, copy that file into ~/.keras/models, "
                     "or run with --weights none or --weights PATH"
                 ) from None
     keras.backend.clear_session()

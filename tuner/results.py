@@ -15,9 +15,6 @@ from typing import Any
 from tuner.errors import ProjectError
 from tuner.project import LOCK, require_project
 
-AUGMENT_NAMES = ("flip_left_right", "flip_up_down", "brightness", "contrast", "saturation", "hue",
-                 "rotation", "shear", "zoom", "shift", "crop")
-
 STUDY_COLUMNS = ("trial", "model", "callback", "epochs", "image preparation", "steps per epoch", "image size",
                  "batch size", "optimizer", "learning rate", "recall", "precision", "F1")
 
@@ -146,8 +143,10 @@ def best_trials(meta: dict[str, Any], trials: list[TrialInfo], k: int = 1) -> li
 
 def image_preparation(values: dict[str, Any]) -> str:
     """The augmentations a trial used, in words (the study's 'image preparation')."""
+    from tuner.augment import AUGMENTATIONS
+
     parts = []
-    for name in AUGMENT_NAMES:
+    for name in AUGMENTATIONS:
         v = values.get(name)
         if v is True:
             parts.append(name.replace("_", " "))
