@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -211,6 +212,7 @@ def test_nan_trial_fails_with_its_reason_and_the_search_goes_on(flower_root, tmp
     monkeypatch.setitem(backbones.BACKBONES, "diverging", backbones.Backbone("diverging", "DivergingNet", "none"))
     space = tiny_space(tmp_path, epochs=2, steps=2).read_text()
     space = space.replace("backbone: {value: resnet50v2}", "backbone: {values: [diverging, mobilenetv2]}")
+    space = space.replace("method: random", "method: bayes")  # BayesianOptimization's oracle, for real
     space = space.replace("optimizer: {values: [adam, nadam]}", "optimizer: {value: adam}")
     space = space.replace("learning_rate: {min: 1.0e-3, max: 3.0e-3, distribution: log_uniform_values}",
                           "learning_rate: {value: 1.0e-3}")
@@ -228,3 +230,16 @@ def test_nan_trial_fails_with_its_reason_and_the_search_goes_on(flower_root, tmp
 
     _, infos = load_trials(str(project))
     assert {t.state_text() for t in infos} >= {"failed: loss became NaN in epoch 1; lower the learning rate"}
+
+
+@pytest.mark.slow
+def test_hyperband_promotes_trials_with_their_weights(flower_root, tmp_path):
+    space = tiny_space(tmp_path, epochs=2, steps=2, backbone="mobilenetv2").read_text()
+    space = space.replace("method: random", "method: hyperband\nhyperband: {factor: 2, iterations: 1}")
+    (tmp_path / "hb.yaml").write_text(space)
+    project = tmp_path / "proj"
+    r = run_cli("search", "--plain", "--space", str(tmp_path / "hb.yaml"), "--data", str(flower_root),
+                "--project", str(project))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"continuing trial \d+'s weights after epoch 1", r.stdout), r.stdout
+    assert set(trial_statuses(project).values()) == {"COMPLETED"}

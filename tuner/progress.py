@@ -46,10 +46,13 @@ class Progress:
         self.log(f"search '{space_name}' ({method}) on {strategy}; data {data_root}; project {project}; {left}")
 
     def trial_begin(self, trial_id: str, number: int | None, total: int | None,
-                    values: dict[str, Any], epochs: int, resumed_at: int) -> None:
+                    values: dict[str, Any], epochs: int, resumed_at: int, parent: str | None = None) -> None:
         hps = ", ".join(f"{k}={_fmt(v)}" for k, v in values.items())
         where = f"{number} of {total}" if number and total else (str(number) if number else "from the chief")
-        again = f", resuming after epoch {resumed_at}" if resumed_at else ""
+        if parent and resumed_at:
+            again = f", continuing trial {parent}'s weights after epoch {resumed_at}"
+        else:
+            again = f", resuming after epoch {resumed_at}" if resumed_at else ""
         self.log(f"trial {trial_id} ({where}){again}: {hps}")
         if not self.plain:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn

@@ -339,8 +339,9 @@ def _tuner_classes():
             watched: list = []
             epoch_state = EpochState(self, trial, ckpt, state, epochs, self.progress, self.stopper, save_best, watched)
             shown = {k: values[k] for k in self.hypermodel.space.varying if k in values}
+            parent = None if state else hp.values.get("tuner/trial_id")  # Hyperband promotion
             self.progress.trial_begin(trial.trial_id, self._trial_number(), self.oracle.max_trials, shown, epochs,
-                                      initial)
+                                      initial, parent=parent)
             if initial < epochs:
                 self._fit(hp, model, values, [LeaseCheck(beat), save_best, epoch_state], initial, epochs, watched)
             rows = epoch_state.rows
@@ -488,6 +489,8 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
     # shuffled and repeated by design.
     warnings.filterwarnings("ignore", message=r".*shuffle=True.*was passed")
     warnings.filterwarnings("ignore", message=r".*input ran out of data")
+    # Hyperband loads a parent trial's weights without its optimizer slots.
+    warnings.filterwarnings("ignore", message=r".*Skipping variable loading for optimizer")
     if opts.chief and opts.connect:
         raise TunerError("--chief and --connect exclude each other: a process is the chief or a worker")
     if opts.connect and not opts.worker_id:
