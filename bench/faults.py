@@ -11,17 +11,17 @@ Points (`--nth N` picks the N-th time the point is reached, default 1):
 
   save           right after TrialCheckpoint.save returned (files, pointer and
                  history written; the epoch's progress line not yet printed)
-  before-pointer inside TrialCheckpoint.save: the new epoch's weight and
-                 optimizer files are in place, resume.json not yet switched
-  before-history inside TrialCheckpoint.save: resume.json names the new
-                 epoch, history.csv not yet rewritten
+  before-pointer inside TrialCheckpoint.save: the new epoch's weights file
+                 and history.csv are in place, resume.json not yet switched
+  before-history inside TrialCheckpoint.save: the new epoch's weights file
+                 is in place, history.csv and resume.json not yet rewritten
   finish         right after TrialCheckpoint.finish (resume.json says done)
                  and before Keras Tuner records the trial as ended
   trial-json     inside Keras Tuner's Oracle.end_trial: trial.json says
                  COMPLETED, oracle.json not yet rewritten
-  json-write:NAME  half-way through Keras Tuner's write of the JSON file
-                 NAME (oracle.json, trial.json, tuner0.json): the file holds
-                 the first half of its new text, as after a kill mid-write
+  json-write:NAME  half-way through the write of Keras Tuner's JSON file
+                 NAME (oracle.json, trial.json, tuner0.json): its temporary
+                 file holds the first half of the new text
 
 Used by tests/test_faults.py; also handy by hand to look at what a resume
 does after each of these kills.
@@ -107,32 +107,29 @@ def install(point: str, nth: int) -> None:
 
         checkpoint.TrialCheckpoint.finish = finish
     elif point == "trial-json":
-        from keras_tuner.src.engine import oracle as oracle_module
+        # Keras Tuner's trial files go through tuner.checkpoint.atomic_write
+        # (tuner/lease.py): die right after trial.json says COMPLETED.
+        real_atomic_write = checkpoint.atomic_write
 
-        original = oracle_module.Oracle._save_trial
+        def atomic_write(path, data):
+            real_atomic_write(path, data)
+            text = data.decode() if isinstance(data, bytes) else data
+            if os.path.basename(str(path)) == "trial.json" and '"status": "COMPLETED"' in text and count.hit():
+                die(f"trial-json ({path})")
 
-        def _save_trial(self, trial):
-            original(self, trial)
-            if trial.status == "COMPLETED" and count.hit():
-                die(f"trial-json (trial {trial.trial_id})")
+        checkpoint.atomic_write = atomic_write
+    else:  # json-write: die half-way through writing NAME (its temporary file)
+        real_atomic_write = checkpoint.atomic_write
 
-        oracle_module.Oracle._save_trial = _save_trial
-    else:  # json-write
-        from keras_tuner.src import utils  # Stateful.save (oracle, trials, tuner) calls utils.save_json
-
-        original = utils.save_json
-
-        def save_json(path, obj):
+        def atomic_write(path, data):
             if os.path.basename(str(path)) == name and count.hit():
-                import json
-
-                text = json.dumps(obj)
-                with open(path, "w") as f:
+                text = data.decode() if isinstance(data, bytes) else data
+                with open(f"{path}.tmp-partial", "w") as f:
                     f.write(text[: len(text) // 2])
                 die(f"json-write ({path}, {len(text) // 2} of {len(text)} characters written)")
-            return original(path, obj)
+            return real_atomic_write(path, data)
 
-        utils.save_json = save_json
+        checkpoint.atomic_write = atomic_write
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ appears exactly once across interruptions.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
@@ -21,6 +22,8 @@ from typing import Any
 
 import keras
 import numpy as np
+
+from tuner.errors import TunerError
 
 HISTORY_COLUMNS = (
     "epoch", "loss", "accuracy", "f1", "val_loss", "val_accuracy", "val_f1",
@@ -34,6 +37,18 @@ def _gfile():
     import tensorflow as tf
 
     return tf.io.gfile
+
+
+class DiskFull(TunerError):
+    """The project's storage is full: stop the search, keep every checkpoint."""
+
+
+def disk_full(error: BaseException) -> bool:
+    """ENOSPC as Python or TensorFlow's file system reports it."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    text = str(error).lower()
+    return "no space left" in text or "disk full" in text or "quota exceeded" in text
 
 
 def atomic_write(path: str, data: bytes | str) -> None:
@@ -93,36 +108,44 @@ class TrialCheckpoint:
         with gfile.GFile(self.pointer) as f:
             return json.load(f)
 
-    def _files(self, epoch: int) -> tuple[str, str]:
-        return (f"epoch-{epoch:04d}.weights.h5", f"epoch-{epoch:04d}.optimizer.npz")
+    @staticmethod
+    def _weights_name(epoch: int) -> str:
+        return f"epoch-{epoch:04d}.weights.h5"
 
     def save(self, model: keras.Model, epoch: int, state: dict[str, Any]) -> None:
-        """Persist the state after `epoch` finished epochs (1-based count)."""
+        """Persist the state after `epoch` finished epochs (1-based count).
+
+        Order matters: the new weights file (Keras stores the optimizer's
+        slots in it too), then history.csv, then the pointer; only then is
+        the previous epoch's file removed. A kill or a full disk at any step
+        leaves the pointer naming a complete checkpoint."""
         gfile = _gfile()
         folder = f"{self.dir}/resume"
-        gfile.makedirs(folder)
-        wname, oname = self._files(epoch)
-        store: dict[str, np.ndarray] = {}
-        model.optimizer.save_own_variables(store)
-        with tempfile.TemporaryDirectory() as tmp:
-            local_w = os.path.join(tmp, wname)
-            model.save_weights(local_w)
-            local_o = os.path.join(tmp, oname)
-            np.savez(local_o, **{str(k): np.asarray(v) for k, v in store.items()})
-            for local, name in ((local_w, wname), (local_o, oname)):
-                target = f"{folder}/{name}"
+        name = self._weights_name(epoch)
+        target = f"{folder}/{name}"
+        try:
+            gfile.makedirs(folder)
+            with tempfile.TemporaryDirectory() as tmp:
+                local = os.path.join(tmp, name)
+                model.save_weights(local)
                 gfile.copy(local, target + ".part", overwrite=True)
-                gfile.rename(target + ".part", target, overwrite=True)
-        old = self.load()
-        pointer = {"epoch": epoch, "weights": f"resume/{wname}", "optimizer": f"resume/{oname}",
-                   "saved_at": time.time(), **state}
-        atomic_write(self.pointer, json.dumps(pointer, indent=1, default=_json_default))
-        atomic_write(f"{self.dir}/{HISTORY}", history_csv(state.get("rows", [])))
-        if old and old.get("epoch") != epoch:
-            for key in ("weights", "optimizer"):
-                path = f"{self.dir}/{old[key]}"
-                if gfile.exists(path):
-                    gfile.remove(path)
+            gfile.rename(target + ".part", target, overwrite=True)
+            old = self.load()
+            atomic_write(f"{self.dir}/{HISTORY}", history_csv(state.get("rows", [])))
+            pointer = {"epoch": epoch, "weights": f"resume/{name}", "saved_at": time.time(), **state}
+            atomic_write(self.pointer, json.dumps(pointer, indent=1, default=_json_default))
+        except BaseException as e:
+            if gfile.exists(target + ".part"):
+                gfile.remove(target + ".part")
+            if disk_full(e):
+                raise DiskFull(f"no space left on the device while saving epoch {epoch} of {self.dir}; "
+                               f"free some space and run the same command again (the checkpoint of epoch "
+                               f"{epoch - 1} is intact)") from None
+            raise
+        if old and old.get("epoch") != epoch and old.get("weights"):
+            path = f"{self.dir}/{old['weights']}"
+            if gfile.exists(path):
+                gfile.remove(path)
 
     def restore(self, model: keras.Model) -> dict[str, Any] | None:
         """Load weights and optimizer state into a freshly built model."""
@@ -130,23 +153,20 @@ class TrialCheckpoint:
         if not state or state.get("done"):
             return state
         gfile = _gfile()
+        opt = model.optimizer
+        if not opt.built:
+            opt.build(model.trainable_variables)  # so load_weights fills its slots too
         with tempfile.TemporaryDirectory() as tmp:
-            local_w = os.path.join(tmp, "w.weights.h5")
-            local_o = os.path.join(tmp, "o.npz")
-            gfile.copy(f"{self.dir}/{state['weights']}", local_w, overwrite=True)
-            gfile.copy(f"{self.dir}/{state['optimizer']}", local_o, overwrite=True)
-            model.load_weights(local_w)
-            opt = model.optimizer
-            if not opt.built:
-                opt.build(model.trainable_variables)
-            with np.load(local_o) as npz:
-                opt.load_own_variables({k: npz[k] for k in npz.files})
+            local = os.path.join(tmp, "w.weights.h5")
+            gfile.copy(f"{self.dir}/{state['weights']}", local, overwrite=True)
+            model.load_weights(local)
         return state
 
     def finish(self, state: dict[str, Any]) -> None:
         """Mark the trial done and drop its resume files (history stays)."""
         gfile = _gfile()
         old = self.load() or {}
+        atomic_write(f"{self.dir}/{HISTORY}", history_csv(state.get("rows", old.get("rows", []))))
         atomic_write(self.pointer, json.dumps({**old, **state, "done": True}, indent=1, default=_json_default))
         folder = f"{self.dir}/resume"
         if gfile.exists(folder):

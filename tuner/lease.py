@@ -63,6 +63,18 @@ def leased(oracle_cls: type) -> type:
         def _busy_elsewhere(self, tuner_id: str) -> bool:
             return any(t != tuner_id for t in self.ongoing_trials) or bool(self._retry_queue)
 
+        # -- Keras Tuner's files, written atomically ---------------------
+        def save(self):
+            from tuner.checkpoint import atomic_write
+
+            atomic_write(self._get_oracle_fname(), json.dumps(self.get_state()))
+
+        def _save_trial(self, trial):
+            from tuner.checkpoint import atomic_write
+
+            atomic_write(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"),
+                         json.dumps(trial.get_state()))
+
         # -- Keras Tuner's calls -----------------------------------------
         @synchronized
         def create_trial(self, tuner_id):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import os
 import signal
@@ -153,7 +154,13 @@ def _tuner_classes():
     from keras_tuner.src.engine import tuner_utils
     from keras_tuner.src.engine.tuner import maybe_distribute
 
-    from tuner.checkpoint import TrialCheckpoint, clean_float
+    from keras_tuner.src import config as kt_config
+
+    from tuner.checkpoint import DiskFull, TrialCheckpoint, atomic_write, clean_float, disk_full
+
+    # Keras Tuner prints every failed trial's traceback by default; the
+    # reason goes to the trial's status line instead.
+    kt_config.DEBUG = False
 
     class Fatal(kt.errors.FatalError):
         """Carries a TunerError (or a stop) through Keras Tuner's loop, which
@@ -287,6 +294,13 @@ def _tuner_classes():
                 # comes ready (with leases), so go straight to Tuner.
                 kt.Tuner.__init__(self, *args, **kwargs)
 
+        def save(self):
+            """Keras Tuner's own save, written atomically (it writes in place,
+            so a kill mid-write would leave a torn file no resume could read)."""
+            if not self._is_worker():
+                self.oracle.save()
+            atomic_write(self._get_tuner_fname(), json.dumps(self.get_state()))
+
         def on_search_begin(self):
             # KT writes its tuner file only after a trial ends, so a project
             # whose first trial was interrupted would not reload at all.
@@ -331,7 +345,11 @@ def _tuner_classes():
             with maybe_distribute(self.distribution_strategy):
                 state = ckpt.restore(model)
             if state and state.get("done"):
-                state = None  # a finished trial run again (a Keras Tuner retry): start clean
+                # Trained to the end before an interruption kept Keras Tuner
+                # from recording it: report what was measured, train nothing.
+                self.progress.log(f"trial {trial.trial_id} had finished training; recording its results")
+                return best_metrics(state.get("rows", []), self.oracle.objective.name,
+                                    self.oracle.objective.direction)
             values = self.hypermodel.values(hp)
             epochs = int(epochs or values.get("epochs") or self.hypermodel.space.train.epochs)
             initial = int(state["epoch"]) if state else initial_epoch
@@ -364,6 +382,11 @@ def _tuner_classes():
                 raise
             except TunerError as e:
                 raise Fatal(e) from None
+            except (OSError, tf.errors.OpError) as e:
+                if not disk_full(e):
+                    raise
+                raise Fatal(DiskFull(f"no space left on the device ({str(e).splitlines()[0][:80]}); free some "
+                                     "space and run the same command again")) from None
             except tf.errors.ResourceExhaustedError as e:
                 raise kt.errors.FailedTrialError(
                     f"out of memory ({str(e).splitlines()[0][:100]}); try a smaller batch or image size")
@@ -604,13 +627,19 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
     else:
         oracle = oracle_cls(max_trials=space.run_cap, **oracle_args)
     oracle.log = progress.log
-    tuner = tuner_cls(
-        oracle=oracle, hypermodel=FlowerHyperModel(space, data_factory, info, seed=space.seed),
-        directory=os.path.dirname(os.path.abspath(project)) if "://" not in project else project.rsplit("/", 1)[0],
-        project_name=os.path.basename(project.rstrip("/")),
-        distribution_strategy=info.strategy if info.replicas > 1 or info.kind == "tpu" else None,
-        progress=progress, stopper=stopper, heartbeat=max(1.0, opts.lease / 4),
-    )
+    try:
+        tuner = tuner_cls(
+            oracle=oracle, hypermodel=FlowerHyperModel(space, data_factory, info, seed=space.seed),
+            directory=os.path.dirname(os.path.abspath(project)) if "://" not in project else project.rsplit("/", 1)[0],
+            project_name=os.path.basename(project.rstrip("/")),
+            distribution_strategy=info.strategy if info.replicas > 1 or info.kind == "tpu" else None,
+            progress=progress, stopper=stopper, heartbeat=max(1.0, opts.lease / 4),
+        )
+    except (ValueError, KeyError) as e:  # json.JSONDecodeError is a ValueError
+        raise ProjectError(
+            f"a Keras Tuner file in {project} is damaged ({type(e).__name__}: {str(e)[:80]}); restore it, "
+            "or start afresh with --overwrite"
+        ) from None
 
     total = space.run_cap if space.method != "hyperband" else None
     if opts.role == "worker":
@@ -644,12 +673,12 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
         return result
     result.trials = {tid: t.status for tid, t in oracle.trials.items()}
     best = oracle.get_best_trials(1)
-    if best:
+    if best and best[0].score is not None:
         result.best_trial, result.best_score = best[0].trial_id, best[0].score
     if result.stopped is None:
         progress.log(
             f"search done: {len(result.trials)} trials; best {space.objective_name} "
-            + (f"{result.best_score:.4f} (trial {result.best_trial})" if result.best_trial else "none")
+            + (f"{result.best_score:.4f} (trial {result.best_trial})" if result.best_trial else "none (no trial completed)")
             + f"; see `python -m tuner best --project {project}`"
         )
     return result

@@ -610,6 +610,10 @@ def _read_yaml(path: Path, text: str) -> Any:
         raise SpaceError(f"{path}: {where}invalid YAML: {what}") from None
     except yaml.YAMLError as e:
         raise SpaceError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
+        # PyYAML's constructors fail this way on explicit tags (`!!int abc`).
+        raise SpaceError(f"{path}: invalid YAML value: {' '.join(str(e).split()) or type(e).__name__}; "
+                         "remove the !!tag or fix the value") from None
 
 
 def load_space(name_or_path: str | Path) -> Space:
@@ -627,7 +631,10 @@ def parse_space(text: str, path: Path | str | None = None) -> Space:
     p = Path(path) if path is not None else None
     where = str(p) if p is not None else "<space>"
     doc = _read_yaml(where, text)  # type: ignore[arg-type]
-    return _Validator(where, p).space(doc, text)
+    try:
+        return _Validator(where, p).space(doc, text)
+    except RecursionError:
+        raise SpaceError(f"{where}: a YAML alias refers to itself (e.g. &a [*a]); write the value out") from None
 
 
 def _is_int(v: Any) -> bool:
