@@ -16,6 +16,14 @@ epochs x steps, del, keras.backend.clear_session(), gc.collect(). If the
 control grows as much as the search, the growth comes from Keras/TensorFlow,
 not from flower-tuner or Keras Tuner.
 
+--purge-grad-registry is an experiment, not a fix: after each trial it deletes
+the `CustomGradient-*` entries TensorFlow's global gradient registry gained
+during the trial. In TF 2.21 / Keras 3, `tf.custom_gradient` in graph mode
+(used by `ReplicaContext.all_reduce`, which the Keras optimizer calls inside
+the traced train step) registers a closure there that is never removed and
+that keeps the whole traced graph, with the model's and optimizer's
+variables, alive.
+
     .venv/bin/python bench/memory.py
     .venv/bin/python bench/memory.py --trials 30 --image-size 64 --jit-compile auto
 """

