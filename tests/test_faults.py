@@ -639,12 +639,12 @@ def test_fuzzed_bad_space_files_end_the_cli_with_one_line(tmp_path_factory, cont
 
 
 class FullDiskGfile:
-    """tf.io.gfile as tuner.checkpoint sees it, except that the copy of the
-    armed epoch's weights file writes half its bytes, then fails the way a
-    full disk does (once)."""
+    """tf.io.gfile as tuner.checkpoint sees it, except that the armed epoch's
+    weights file ends up half written and its write fails the way a full
+    disk does (once), before it could be renamed into place."""
 
     def __init__(self, real, error: BaseException, epoch: int = 2):
-        self.real, self.error, self.target = real, error, f"epoch-{epoch:04d}.weights.h5.part"
+        self.real, self.error, self.target = real, error, f"part-epoch-{epoch:04d}.weights.h5"
         self.fired = False
 
     def copy(self, src, dst, overwrite=False):
@@ -802,7 +802,7 @@ def test_full_disk_for_real_on_a_small_tmpfs(flower_root, tmp_path):
             bugs.append(f"it did not end in one line but with a traceback ending in `{last[:200]}`")
         if "out of memory" in full.stdout + full.stderr:
             bugs.append("the full disk was reported as 'out of memory; try a smaller batch or image size'")
-        leftovers = sorted(p.name for p in (trial_dir / "resume").iterdir() if ".part" in p.name)
+        leftovers = sorted(p.name for p in (trial_dir / "resume").iterdir() if p.name.startswith("part-"))
         if leftovers:
             bugs.append(f"the half-written {leftovers} stay in resume/ and keep the space used")
         status = json.loads((trial_dir / "trial.json").read_text())["status"]

@@ -123,20 +123,26 @@ class TrialCheckpoint:
         folder = f"{self.dir}/resume"
         name = self._weights_name(epoch)
         target = f"{folder}/{name}"
+        partial = f"{folder}/part-{name}"  # Keras wants the .weights.h5 ending
         try:
             gfile.makedirs(folder)
+            # HDF5 written straight into a full disk prints its own error
+            # stack and crashes the interpreter at exit (seen on a full
+            # tmpfs), so it writes to a local temporary file and the copy
+            # into the project meets the full disk instead; object stores
+            # need the upload anyway. It costs a second write per epoch.
             with tempfile.TemporaryDirectory() as tmp:
                 local = os.path.join(tmp, name)
                 model.save_weights(local)
-                gfile.copy(local, target + ".part", overwrite=True)
-            gfile.rename(target + ".part", target, overwrite=True)
+                gfile.copy(local, partial, overwrite=True)
+            gfile.rename(partial, target, overwrite=True)
             old = self.load()
             atomic_write(f"{self.dir}/{HISTORY}", history_csv(state.get("rows", [])))
             pointer = {"epoch": epoch, "weights": f"resume/{name}", "saved_at": time.time(), **state}
             atomic_write(self.pointer, json.dumps(pointer, indent=1, default=_json_default))
         except BaseException as e:
-            if gfile.exists(target + ".part"):
-                gfile.remove(target + ".part")
+            if gfile.exists(partial):
+                gfile.remove(partial)
             if disk_full(e):
                 raise DiskFull(f"no space left on the device while saving epoch {epoch} of {self.dir}; "
                                f"free some space and run the same command again (the checkpoint of epoch "
