@@ -547,6 +547,9 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
     # shuffled and repeated by design.
     warnings.filterwarnings("ignore", message=r".*shuffle=True.*was passed")
     warnings.filterwarnings("ignore", message=r".*input ran out of data")
+    # Each epoch is reported to the oracle (for leases and live status), which
+    # Keras Tuner 1.4 flags as a deprecated way to report a trial's metrics.
+    warnings.filterwarnings("ignore", message=r".*calling `self.oracle.update_trial", category=DeprecationWarning)
     # Hyperband loads a parent trial's weights without its optimizer slots.
     warnings.filterwarnings("ignore", message=r".*Skipping variable loading for optimizer")
     if opts.chief and opts.connect:
