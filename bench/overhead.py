@@ -353,11 +353,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as e:  # a measurement, not a test: report and exit 0
-        import traceback
-
-        traceback.print_exc()
-        C.verdict(None, f"benchmark did not finish: {e}")
-    sys.exit(0)
+    C.run(main)
