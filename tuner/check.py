@@ -22,8 +22,8 @@ def check_data(root: str, image_size: int, batch: int, scan: bool = False, batch
         else:
             yield f"{split}: none"
     if scan:
-        err = data.locate_corruption()
-        if not str(err).startswith("could not read"):
+        err = data.find_corruption()
+        if err is not None:
             raise err
         yield "scan: every record of every split decodes and every file holds the count its name says"
     data.check()

@@ -323,6 +323,15 @@ class FlowerData:
     def locate_corruption(self, split: str | None = None, error: BaseException | None = None) -> DataError:
         """Find the first unreadable file after a read error, so the user gets
         its path instead of TensorFlow's stack. Scans only on failure."""
+        found = self.find_corruption(split)
+        if found is not None:
+            return found
+        detail = f": {str(error).splitlines()[0][:200]}" if error else ""
+        return DataError(f"could not read the records under {self.root}{detail}")
+
+    def find_corruption(self, split: str | None = None) -> DataError | None:
+        """Read every record of `split` (or of every split); the first damaged
+        or misnamed file as a DataError, or None when all are sound."""
         import tensorflow as tf
 
         splits = [split] if split else [s for s in records.SPLITS if self.has_split(s)]
@@ -345,8 +354,7 @@ class FlowerData:
                         f"record file {path} holds {n} records but its name says {expected}; "
                         "the file is truncated or misnamed"
                     )
-        detail = f": {str(error).splitlines()[0][:200]}" if error else ""
-        return DataError(f"could not read the records under {self.root}{detail}")
+        return None
 
     def check(self, splits: tuple[str, ...] = ("train", "val")) -> None:
         """Decode the first record of each split: catches wrong formats and

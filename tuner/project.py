@@ -101,6 +101,26 @@ class ProjectLock:
         self._fd = fd
         return self
 
+    @staticmethod
+    def held(project: str) -> bool:
+        """True while a search holds the lock (read-only probe, e.g. for
+        `status` to tell a running trial from an interrupted one)."""
+        if "://" in project:
+            return False
+        import fcntl
+
+        path = os.path.join(project, LOCK)
+        if not os.path.exists(path):
+            return False
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

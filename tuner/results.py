@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.errors import ProjectError
-from tuner.project import LOCK, require_project
+from tuner.project import ProjectLock, require_project
 
 STUDY_COLUMNS = ("trial", "model", "callback", "epochs", "image preparation", "steps per epoch", "image size",
                  "batch size", "optimizer", "learning rate", "recall", "precision", "F1")
@@ -66,29 +66,12 @@ def _history(trial_dir: str) -> list[dict[str, float | None]]:
     return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
 
 
-def search_running(project: str) -> bool:
-    """True while a `search` holds the project's lock."""
-    import fcntl
-
-    path = os.path.join(project, LOCK)
-    if not os.path.exists(path):
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
     """(project meta, trials in start order)."""
     meta = require_project(project)
     objective = meta["space"].get("metric", {}).get("name", "val_f1")
     goal_max = meta["space"].get("metric", {}).get("goal", "maximize") == "maximize"
-    running = search_running(project)
+    running = ProjectLock.held(project)
     from tuner.lease import read_leases
 
     leases = read_leases(project)
