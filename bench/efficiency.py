@@ -5,7 +5,7 @@ overrides).
 
 Each method runs as its own `python -m tuner search` subprocess. While it runs,
 its CPU time (user + system of all its threads, /proc/PID/stat) is sampled and
-its project is read with `tuner.results.load_trials`; each time a trial
+its project is read with `tuner.results.trials.load_trials`; each time a trial
 finishes, (CPU-minutes so far, best-so-far val F1) is recorded. Random and
 bayes run --budget-trials trials; hyperband (whose trial count follows from
 max_epochs and its factor, not from --max-trials) is stopped with SIGTERM (a
@@ -68,7 +68,7 @@ def proc_cpu_seconds(pid: int) -> float | None:
 
 
 def run_method(method: str, args, root: str, tmp: str, cpu_cap_min: float | None) -> dict:
-    from tuner.results import load_trials
+    from tuner.results.trials import load_trials
 
     project = os.path.join(tmp, f"proj-{method}")
     cmd = [sys.executable, "-m", "tuner", "search", "--space", args.space, "--data", root, "--project", project,

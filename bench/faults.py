@@ -66,7 +66,7 @@ def install(point: str, nth: int) -> None:
         raise SystemExit(f"unknown point {point!r}; choose one of {', '.join(POINTS)}")
     count = Counter(nth)
 
-    from tuner import checkpoint
+    from tuner.engine import checkpoint
 
     if point == "save":
         original = checkpoint.TrialCheckpoint.save
@@ -107,8 +107,8 @@ def install(point: str, nth: int) -> None:
 
         checkpoint.TrialCheckpoint.finish = finish
     elif point == "trial-json":
-        # Keras Tuner's trial files go through tuner.checkpoint.atomic_write
-        # (tuner/lease.py): die right after trial.json says COMPLETED.
+        # Keras Tuner's trial files go through tuner.engine.checkpoint.atomic_write
+        # (tuner/engine/oracles.py): die right after trial.json says COMPLETED.
         real_atomic_write = checkpoint.atomic_write
 
         def atomic_write(path, data):

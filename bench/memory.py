@@ -96,8 +96,8 @@ def bare_loop(args) -> None:
     """The control: the same model and fits as the trials, without any tuner."""
     import keras
 
-    from tuner.data import FlowerData
-    from tuner.hypermodel import build_model
+    from tuner.data.reader import FlowerData
+    from tuner.model.hypermodel import build_model
 
     data = FlowerData(args.bare_loop, args.image_size, log=None)
     v = {"backbone": args.backbone, "weights": "none", "image_size": args.image_size, "optimizer": "adam",
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
                                  jit=args.jit_compile, backbone=args.backbone, size=args.image_size))
         import tensorflow  # noqa: F401  (so the baseline includes TF itself)
 
-        from tuner.progress import Progress
+        from tuner.engine.progress import Progress
         from tuner.search import SearchOptions, run_search
 
         samples: list[tuple] = []

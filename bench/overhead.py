@@ -138,9 +138,9 @@ def bare_run(args, root: str) -> dict:
     """model.fit exactly as FlowerHyperModel.fit calls it, minus the tuner."""
     import keras
 
-    from tuner.augment import build_augment
-    from tuner.data import FlowerData
-    from tuner.hypermodel import build_model
+    from tuner.data.augment import build_augment
+    from tuner.data.reader import FlowerData
+    from tuner.model.hypermodel import build_model
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(7)  # the tuner seeds with space seed + trial id
@@ -162,8 +162,8 @@ def bare_run(args, root: str) -> dict:
 def tuner_run(args, root: str, tmp: str, k: int) -> dict:
     from keras_tuner.src.engine import tuner_utils
 
-    from tuner import checkpoint
-    from tuner.hypermodel import FlowerHyperModel
+    from tuner.engine import checkpoint
+    from tuner.model.hypermodel import FlowerHyperModel
     from tuner.search import SearchOptions, run_search
 
     space = os.path.join(tmp, "overhead.yaml")
@@ -227,8 +227,8 @@ def save_breakdown(args, tmp: str) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from tuner.checkpoint import TrialCheckpoint
-    from tuner.hypermodel import build_model
+    from tuner.engine.checkpoint import TrialCheckpoint
+    from tuner.model.hypermodel import build_model
 
     keras.backend.clear_session()
     model = build_model(values(args), jit_compile=False)

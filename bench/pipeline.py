@@ -59,7 +59,7 @@ def model_rate(args) -> tuple[float, str, float]:
     import numpy as np
     import tensorflow as tf
 
-    from tuner.hypermodel import build_model
+    from tuner.model.hypermodel import build_model
 
     keras.backend.clear_session()
     s = args.image_size
@@ -104,8 +104,8 @@ def main(argv=None) -> int:
     print(C.versions())
     with C.workdir(args.keep) as tmp:
         root = C.demo_data(args.data, tmp, (args.image_size,), args.scale)
-        from tuner.augment import build_augment
-        from tuner.data import FlowerData
+        from tuner.data.augment import build_augment
+        from tuner.data.reader import FlowerData
 
         data = FlowerData(root, args.image_size, log=print)
         n = data.count("train")

@@ -34,7 +34,7 @@ def make_images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.n
 
 def write_dataset(root: Path, sizes=(32, 48), per_class_train=2, per_class_val=1, n_test=30,
                   files=4, seed=0, classes=104) -> Path:
-    from tuner import records
+    from tuner.data import records
 
     rng = np.random.default_rng(seed)
     train_labels = np.repeat(np.arange(classes), per_class_train)

@@ -1,4 +1,4 @@
-"""Tests for tuner.augment: seeded, batched, TPU-friendly augmentations."""
+"""Tests for tuner.data.augment: seeded, batched, TPU-friendly augmentations."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tuner import augment as A
+from tuner.data import augment as A
 
 tf = pytest.importorskip("tensorflow")
 
@@ -69,7 +69,7 @@ NOT_XLA = {"rotation", "shear", "zoom", "shift", "transform", "crop", "all"}
 
 
 def test_import_does_not_import_tensorflow():
-    code = ("import sys, tuner.augment as a; "
+    code = ("import sys, tuner.data.augment as a; "
             "assert a.AUGMENTATIONS and 'tensorflow' not in sys.modules, "
             "sorted(m for m in sys.modules if 'tensorflow' in m)[:5]")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, write_dataset
-from tuner import records
-from tuner.data import FlowerData, available_sizes, choose_source_size
+from tuner.data import records
+from tuner.data.reader import FlowerData, available_sizes, choose_source_size
 from tuner.errors import DataError
 
 

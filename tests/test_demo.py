@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tuner import demo, records
+from tuner.data import demo, records
 from tuner.errors import TunerError
-from tuner.flowers import NUM_CLASSES, TRAIN_CLASS_COUNTS
+from tuner.data.classes import NUM_CLASSES, TRAIN_CLASS_COUNTS
 
 SCALE = 0.02
 SIZE = 32

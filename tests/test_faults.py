@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, run_cli, tiny_space
-from tuner import records
+from tuner.data import records
 from tuner.errors import SpaceError
 
 FAULTS = REPO / "bench" / "faults.py"
@@ -438,7 +438,7 @@ DAMAGE = ["truncated", "garbage", "short", "wrong-size", "missing-class"]
 
 @pytest.mark.parametrize("how", DAMAGE)
 def test_damaged_record_file_is_named_in_one_line(flower_root, tmp_path, how):
-    from tuner.data import FlowerData
+    from tuner.data.reader import FlowerData
     from tuner.errors import DataError
 
     root = _copy_32(flower_root, tmp_path)
@@ -639,7 +639,7 @@ def test_fuzzed_bad_space_files_end_the_cli_with_one_line(tmp_path_factory, cont
 
 
 class FullDiskGfile:
-    """tf.io.gfile as tuner.checkpoint sees it, except that the armed epoch's
+    """tf.io.gfile as tuner.engine.checkpoint sees it, except that the armed epoch's
     weights file ends up half written and its write fails the way a full
     disk does (once), before it could be renamed into place."""
 
@@ -675,8 +675,8 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(flower_root, tmp_
     import keras
     import tensorflow as tf
 
-    from tuner import checkpoint
-    from tuner.checkpoint import TrialCheckpoint
+    from tuner.engine import checkpoint
+    from tuner.engine.checkpoint import TrialCheckpoint
     from tuner.search import SearchOptions, run_search
 
     epochs = 3
@@ -733,7 +733,7 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(flower_root, tmp_
                     "trial for good instead of stopping the search with the trial resumable")
     if "out of memory" in seen.out + (status.get("message") or ""):
         bugs.append("a full disk is reported as 'out of memory ...; try a smaller batch or image size' "
-                    "(tuner/search.py _fit maps every ResourceExhaustedError to out of memory)")
+                    "(tuner/engine/tuner.py _fit maps every ResourceExhaustedError to out of memory)")
     # --- space is free again: the same search resumes the trial after epoch 1 and completes it
     try:
         again = run_search(opts)

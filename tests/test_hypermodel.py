@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from tuner.hypermodel import build_model, preprocess_layers, _init_caffe, ramp_schedule, trial_callbacks, unfreeze_top_blocks
-from tuner.metrics import MacroScore
+from tuner.model.hypermodel import build_model, preprocess_layers, _init_caffe, ramp_schedule, trial_callbacks, unfreeze_top_blocks
+from tuner.model.metrics import MacroScore
 from tuner.spaces import load_space
 
 BACKBONES = ["resnet50", "resnet50v2"]

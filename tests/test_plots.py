@@ -1,4 +1,4 @@
-"""tuner.plots: each function writes a real PNG, returns what it promises and
+"""tuner.results.plots: each function writes a real PNG, returns what it promises and
 survives the edge cases an export folder meets (one epoch, failed trials)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from tuner import plots
-from tuner.flowers import CLASS_NAMES
+from tuner.results import plots
+from tuner.data.classes import CLASS_NAMES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -59,11 +59,11 @@ def history(epochs: int):
 
 def test_import_is_lazy_and_tensorflow_free():
     code = (
-        "import sys, tuner.plots\n"
+        "import sys, tuner.results.plots\n"
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported eagerly'\n"
         "assert 'tensorflow' not in sys.modules\n"
         "import numpy as np\n"
-        "from tuner.plots import plot_search\n"
+        "from tuner.results.plots import plot_search\n"
         "plot_search([('a', 0.5), ('b', 0.6)], sys.argv[1])\n"
         "import matplotlib\n"
         "assert matplotlib.get_backend().lower() == 'agg', matplotlib.get_backend()\n"

@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import f1_score
 
 from conftest import run_cli, tiny_space
-from tuner.flowers import CLASS_NAMES
+from tuner.data.classes import CLASS_NAMES
 
 
 pytestmark = pytest.mark.xdist_group("finished")
@@ -72,9 +72,9 @@ def test_export_writes_every_file(exported):
 
 
 def test_exported_model_reloads_and_predicts_like_the_trial(exported, finished, flower_root):
-    from tuner.data import FlowerData
-    from tuner.export import _inference_model
-    from tuner.results import best_trials, load_trials
+    from tuner.data.reader import FlowerData
+    from tuner.results.export import _inference_model
+    from tuner.results.trials import best_trials, load_trials
 
     out, _ = exported
     model = keras.models.load_model(out / "model.keras")  # no custom objects
@@ -93,7 +93,7 @@ def test_submission_has_the_test_ids_in_file_order(exported, flower_root):
     rows = (out / "submission.csv").read_text().splitlines()
     assert rows[0] == "id,label"
     from test_data import ids_in_files
-    from tuner.data import FlowerData
+    from tuner.data.reader import FlowerData
 
     data = FlowerData(str(flower_root), 32, log=None)
     assert [r.split(",")[0] for r in rows[1:]] == ids_in_files(data.files("test"))
@@ -101,7 +101,7 @@ def test_submission_has_the_test_ids_in_file_order(exported, flower_root):
 
 
 def test_metrics_match_sklearn_on_the_exported_model(exported, flower_root):
-    from tuner.data import FlowerData
+    from tuner.data.reader import FlowerData
 
     out, _ = exported
     m = json.loads((out / "metrics.json").read_text())

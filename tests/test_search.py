@@ -200,7 +200,7 @@ def test_nan_trial_fails_with_its_reason_and_the_search_goes_on(flower_root, tmp
     rest (Keras Tuner, fit, checkpoints) is the real search, in-process."""
     import keras
 
-    from tuner import backbones
+    from tuner.model import backbones
     from tuner.search import SearchOptions, run_search
 
     def diverging(include_top=False, weights=None, input_shape=None, pooling=None):
@@ -226,7 +226,7 @@ def test_nan_trial_fails_with_its_reason_and_the_search_goes_on(flower_root, tmp
     trial = json.loads(failed.read_text())
     assert trial["hyperparameters"]["values"]["backbone"] == "diverging"
     assert trial["message"] == "loss became NaN in epoch 1; lower the learning rate"
-    from tuner.results import load_trials
+    from tuner.results.trials import load_trials
 
     _, infos = load_trials(str(project))
     assert {t.state_text() for t in infos} >= {"failed: loss became NaN in epoch 1; lower the learning rate"}

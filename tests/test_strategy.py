@@ -14,7 +14,7 @@ from conftest import REPO
 
 PROBE = """
 import json, sys
-from tuner.strategy import detect
+from tuner.model.strategy import detect
 info = detect(sys.argv[1], int(sys.argv[2]) or None)
 print(json.dumps({"kind": info.kind, "replicas": info.replicas, "batch": info.global_batch(16),
                   "cls": type(info.strategy).__name__}))
@@ -39,7 +39,7 @@ def test_mirrored_on_two_logical_cpus_has_two_replicas():
 
 def test_tpu_request_without_a_tpu_is_one_clear_error():
     from tuner.errors import TunerError
-    from tuner.strategy import detect
+    from tuner.model.strategy import detect
 
     with pytest.raises(TunerError, match="no TPU could be reached") as e:
         detect("tpu")

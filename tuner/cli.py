@@ -135,13 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _project(args) -> str:
     if args.project:
         return args.project
-    from tuner.project import default_project
+    from tuner.engine.project import default_project
 
     return default_project(args.space)
 
 
 def _cmd_status(args) -> int:
-    from tuner.results import load_trials, print_table, status_row
+    from tuner.results.trials import load_trials, print_table, status_row
 
     project = _project(args)
     meta, trials = load_trials(project)
@@ -151,7 +151,7 @@ def _cmd_status(args) -> int:
 
 
 def _cmd_best(args) -> int:
-    from tuner.results import best_trials, load_trials, print_table, require_finished, study_row
+    from tuner.results.trials import best_trials, load_trials, print_table, require_finished, study_row
 
     project = _project(args)
     meta, trials = load_trials(project)
@@ -161,7 +161,7 @@ def _cmd_best(args) -> int:
     for t in best:
         print(f"trial {t.trial_id}: {t.trial_dir} (best epoch {t.best_epoch})")
     if args.export:
-        from tuner.export import export_best
+        from tuner.results.export import export_best
 
         for line in export_best(project, args.export, data_root=args.data):
             print(line)
@@ -169,7 +169,7 @@ def _cmd_best(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from tuner.export import predict_submission
+    from tuner.results.export import predict_submission
 
     n = predict_submission(args.model, args.data, args.out, batch=args.batch)
     print(f"wrote {n} predictions to {args.out}")
@@ -185,7 +185,7 @@ def _cmd_spaces(args) -> int:
 
 
 def _cmd_demo_data(args) -> int:
-    from tuner import demo
+    from tuner.data import demo
 
     out = args.out or demo.default_demo_dir()
     summary = demo.generate(out, sizes=args.sizes, scale=args.scale, seed=args.seed, log=print)
@@ -195,11 +195,11 @@ def _cmd_demo_data(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from tuner.check import check_data
+    from tuner.data.check import check_data
 
     root = args.data or os.environ.get("TUNER_DATA")
     if not root:
-        from tuner import demo
+        from tuner.data import demo
 
         root = demo.default_demo_dir()
         if not demo.is_complete(root):

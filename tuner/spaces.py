@@ -143,9 +143,9 @@ def _num(x: Any) -> str:
 
 
 _CORE: tuple[Dimension, ...] = (
-    # backbone's choices are filled in from tuner.backbones at call time
+    # backbone's choices are filled in from tuner.model.backbones at call time
     Dimension("backbone", "str", "resnet50v2",
-              "keras.applications backbone (see tuner.backbones)"),
+              "keras.applications backbone (see tuner.model.backbones)"),
     Dimension("weights", "str", "imagenet",
               "initial backbone weights: imagenet, none (random) or a local "
               ".h5/.keras weights file", choices=("imagenet", "none"),
@@ -211,10 +211,10 @@ _CORE: tuple[Dimension, ...] = (
 
 def dimensions() -> dict[str, Dimension]:
     """Every dimension, in declaration order: the core ones, then one per
-    augmentation of `tuner.augment.AUGMENTATIONS`. Built on each call so that
+    augmentation of `tuner.data.augment.AUGMENTATIONS`. Built on each call so that
     backbones registered later are allowed."""
-    from tuner.augment import AUGMENTATIONS
-    from tuner.backbones import BACKBONES
+    from tuner.data.augment import AUGMENTATIONS
+    from tuner.model.backbones import BACKBONES
 
     dims: dict[str, Dimension] = {}
     for d in _CORE:
@@ -923,7 +923,7 @@ class _Validator:
 
 def _check_consistency(space: Space, where: str) -> None:
     """Checks across dimensions, shared by `load_space` and `with_overrides`."""
-    from tuner.backbones import BACKBONES
+    from tuner.model.backbones import BACKBONES
 
     p = space.params
     smallest = min(p["image_size"].possible())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tuner.flowers import NUM_CLASSES
+from tuner.data.classes import NUM_CLASSES
 
 
 @keras.saving.register_keras_serializable(package="flower_tuner")

@@ -52,7 +52,7 @@ def read_meta(project: str) -> dict[str, Any] | None:
 
 
 def write_meta(project: str, meta: dict[str, Any]) -> None:
-    from tuner.checkpoint import atomic_write
+    from tuner.engine.checkpoint import atomic_write
 
     if "://" not in project:
         os.makedirs(project, exist_ok=True)

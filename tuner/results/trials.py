@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.errors import ProjectError
-from tuner.project import ProjectLock, require_project
+from tuner.engine.project import ProjectLock, require_project
 
 STUDY_COLUMNS = ("trial", "model", "callback", "epochs", "image preparation", "steps per epoch", "image size",
                  "batch size", "optimizer", "learning rate", "recall", "precision", "F1")
@@ -72,7 +72,7 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
     objective = meta["space"].get("metric", {}).get("name", "val_f1")
     goal_max = meta["space"].get("metric", {}).get("goal", "maximize") == "maximize"
     running = ProjectLock.held(project)
-    from tuner.lease import read_leases
+    from tuner.engine.leases import read_leases
 
     leases = read_leases(project)
     trials = []
@@ -126,7 +126,7 @@ def best_trials(meta: dict[str, Any], trials: list[TrialInfo], k: int = 1) -> li
 
 def image_preparation(values: dict[str, Any]) -> str:
     """The augmentations a trial used, in words (the study's 'image preparation')."""
-    from tuner.augment import AUGMENTATIONS
+    from tuner.data.augment import AUGMENTATIONS
 
     parts = []
     for name in AUGMENTATIONS:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from tuner.errors import DataError, ProjectError
-from tuner.flowers import CLASS_NAMES, NUM_CLASSES
+from tuner.data.classes import CLASS_NAMES, NUM_CLASSES
 
 
 def _inference_model(values: dict[str, Any], weights_path: str):
@@ -20,7 +20,7 @@ def _inference_model(values: dict[str, Any], weights_path: str):
     `model.keras` reloads with plain `keras.models.load_model`."""
     import keras
 
-    from tuner.hypermodel import build_model
+    from tuner.model.hypermodel import build_model
 
     import warnings
 
@@ -77,7 +77,7 @@ def write_submission(ids, labels, path: str) -> None:
 
 
 def predict_submission(model_path: str, data_root: str, out: str, batch: int = 64) -> int:
-    from tuner.data import FlowerData
+    from tuner.data.reader import FlowerData
 
     predict, size = load_any_model(model_path)
     data = FlowerData(data_root, size)
@@ -107,10 +107,10 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     """Write the export folder; yields one line per thing written."""
     from sklearn.metrics import classification_report
 
-    from tuner import plots
-    from tuner.checkpoint import read_history
-    from tuner.data import FlowerData
-    from tuner.results import best_trials, load_trials, require_finished, study_row, to_csv, to_markdown
+    from tuner.results import plots
+    from tuner.engine.checkpoint import read_history
+    from tuner.data.reader import FlowerData
+    from tuner.results.trials import best_trials, load_trials, require_finished, study_row, to_csv, to_markdown
 
     meta, trials = load_trials(project)
     best = require_finished(meta, trials, project)[0]
@@ -180,7 +180,7 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     goal = "max" if meta["space"].get("metric", {}).get("goal", "maximize") == "maximize" else "min"
     plots.plot_search([(t.trial_id, t.score if t.state == "completed" else None) for t in trials],
                       os.path.join(out, "search.png"), goal=goal)
-    from tuner.results import varying_names
+    from tuner.results.trials import varying_names
 
     varying = varying_names(meta)
     importance = plots.plot_importance([{k: t.values.get(k) for k in varying} for t in trials],

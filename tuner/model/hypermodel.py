@@ -14,10 +14,10 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
-from tuner import backbones
+from tuner.model import backbones
 from tuner.errors import TunerError
-from tuner.flowers import NUM_CLASSES
-from tuner.metrics import macro_metrics
+from tuner.data.classes import NUM_CLASSES
+from tuner.model.metrics import macro_metrics
 
 #: ImageNet means/stds the applications' preprocess_input functions use.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -141,7 +141,7 @@ class FlowerHyperModel(kt.HyperModel):
         per-replica batch x replicas, its callback first in the list (so the
         tuner's checkpoint callback sees the state after it). `watched`
         receives the trial's own callbacks, whose state a resume restores."""
-        from tuner.augment import build_augment
+        from tuner.data.augment import build_augment
 
         v = self.values(hp)
         train = self.space.train

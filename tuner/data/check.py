@@ -9,8 +9,8 @@ from collections.abc import Iterator
 def check_data(root: str, image_size: int, batch: int, scan: bool = False, batches: int = 20) -> Iterator[str]:
     import tensorflow as tf
 
-    from tuner.data import FlowerData, available_sizes
-    from tuner.flowers import CLASS_NAMES
+    from tuner.data.reader import FlowerData, available_sizes
+    from tuner.data.classes import CLASS_NAMES
 
     yield f"data root {root}: sizes {', '.join(map(str, available_sizes(root)))}"
     data = FlowerData(root, image_size, log=lambda m: None)

@@ -33,7 +33,7 @@ from functools import lru_cache
 import numpy as np
 
 from tuner.errors import TunerError
-from tuner.flowers import CLASS_NAMES, NUM_CLASSES, TRAIN_CLASS_COUNTS
+from tuner.data.classes import CLASS_NAMES, NUM_CLASSES, TRAIN_CLASS_COUNTS
 
 #: Sizes of the real splits; the demo scales them by `scale`.
 REAL_VAL = 3712
@@ -774,7 +774,7 @@ def generate(
     `out` must be absent, empty, or an earlier complete demo tree (replaced).
     The tree is built in `<out>.tmp-<pid>` and renamed into place when done.
     """
-    from tuner.records import encode_jpeg, write_split
+    from tuner.data.records import encode_jpeg, write_split
 
     start = time.perf_counter()
     say = log or (lambda _msg: None)

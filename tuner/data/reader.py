@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner import records
+from tuner.data import records
 from tuner.errors import DataError
-from tuner.flowers import NUM_CLASSES
+from tuner.data.classes import NUM_CLASSES
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow here
 HINT = "pass --data ROOT (the folder that holds tfrecords-jpeg-SxS/), or run `python -m tuner demo-data`"

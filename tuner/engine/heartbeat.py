@@ -1,0 +1,50 @@
+"""A worker's lease on its trial, kept alive while the trial runs."""
+
+from __future__ import annotations
+
+import threading
+
+from tuner.engine.errors import LeaseLost
+from tuner.engine.leases import lease_key
+
+
+class Heartbeat:
+    """Renews this worker's lease on a trial every `every` seconds while
+    the trial runs (model build and graph compilation included), and
+    reports after each epoch before any file is written. A reply saying
+    the trial went to another worker stops this one at once."""
+
+    def __init__(self, tuner, trial, every: float):
+        self.tuner, self.trial, self.every = tuner, trial, every
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial.trial_id}", daemon=True)
+
+    def report(self, metrics: dict[str, float], step: int) -> None:
+        if self.tuner.oracle.objective.name not in metrics:
+            metrics = {}  # a heartbeat only: Keras Tuner insists on the objective
+        metrics[lease_key(self.tuner.tuner_id)] = float(step)
+        reply = self.tuner.oracle.update_trial(self.trial.trial_id, metrics, step=step)
+        if reply is not None and reply.status == "STOPPED":
+            self.lost = True
+        if self.lost:
+            raise LeaseLost(f"trial {self.trial.trial_id} was handed to another worker")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.report({}, 0)
+            except LeaseLost:
+                return
+            except Exception:  # a passing network fault: the next beat retries
+                continue
+
+    def __enter__(self) -> "Heartbeat":
+        self.report({}, 0)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+

@@ -1,0 +1,210 @@
+"""flower-tuner's tuners: Keras Tuner's own, with exact mid-trial resume,
+clean stops, leases and one-line failures (see `tuner.search`)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from typing import Any
+
+import keras
+import keras_tuner as kt
+from keras_tuner.src import config as kt_config
+from keras_tuner.src import utils as kt_utils
+from keras_tuner.src.engine import tuner_utils
+from keras_tuner.src.engine.tuner import maybe_distribute
+
+from tuner.engine import oracles
+from tuner.engine.callbacks import STATE_COLUMNS, EpochState, LeaseCheck
+from tuner.engine.checkpoint import DiskFull, TrialCheckpoint, atomic_write, disk_full
+from tuner.engine.errors import Fatal, LeaseLost, Stopped
+from tuner.engine.graphs import forget_trial_graphs, gradient_registry_keys
+from tuner.engine.heartbeat import Heartbeat
+from tuner.errors import TunerError
+
+# Keras Tuner prints every failed trial's traceback by default; the
+# reason goes to the trial's status line instead.
+kt_config.DEBUG = False
+
+
+class FlowerTunerMixin:
+    def __init__(self, *args, progress=None, stopper=None, **kwargs):
+        self.progress = progress
+        self.stopper = stopper
+        self.statuses: dict[str, str] = {}
+        self._lease_lost = False
+        self._idle_polls = 0
+        self.heartbeat = kwargs.pop("heartbeat", 60.0)
+        with contextlib.redirect_stdout(io.StringIO()):
+            # Keras Tuner's own tuner classes only build their oracle; ours
+            # comes ready (with leases), so go straight to Tuner.
+            kt.Tuner.__init__(self, *args, **kwargs)
+
+    def save(self):
+        """Keras Tuner's own save, written atomically (it writes in place,
+        so a kill mid-write would leave a torn file no resume could read)."""
+        if not self._is_worker():
+            self.oracle.save()
+        atomic_write(self._get_tuner_fname(), json.dumps(self.get_state()))
+
+    def on_search_begin(self):
+        # KT writes its tuner file only after a trial ends, so a project
+        # whose first trial was interrupted would not reload at all.
+        self.save()
+        super().on_search_begin()
+
+    def pre_create_trial(self):
+        why = self.stopper.requested() if self.stopper else None
+        if why:
+            raise Stopped(f"{why}: stopped between trials")
+        # Keras Tuner asks again at once after an IDLE answer; a worker
+        # waiting for other workers' trials asks every two seconds.
+        if self._idle_polls:
+            time.sleep(2.0)
+        self._idle_polls += 1
+
+    def on_trial_begin(self, trial):
+        self._idle_polls = 0
+        self._lease_lost = False
+        super().on_trial_begin(trial)
+
+    def run_trial(self, trial, *args, **kwargs):
+        kwargs.pop("verbose", None)
+        hp = trial.hyperparameters
+        if "tuner/epochs" in hp.values:  # Hyperband's budget
+            kwargs["epochs"] = hp.values["tuner/epochs"]
+            kwargs["initial_epoch"] = hp.values["tuner/initial_epoch"]
+        known = gradient_registry_keys()
+        try:
+            with Heartbeat(self, trial, self.heartbeat) as beat:
+                return self._train(trial, beat, epochs=kwargs.get("epochs"),
+                                   initial_epoch=int(kwargs.get("initial_epoch") or 0))
+        except LeaseLost:
+            self._lease_lost = True
+            raise
+        finally:
+            forget_trial_graphs(known)
+
+    def _train(self, trial, beat, epochs: int | None, initial_epoch: int) -> dict[str, float]:
+        """Build, restore the last epoch checkpoint if any, fit the rest."""
+        hp = trial.hyperparameters
+        keras.utils.set_random_seed((self.hypermodel.seed + int(trial.trial_id)) % (2**31))
+        model = self._try_build(hp)
+        ckpt = TrialCheckpoint(self.get_trial_dir(trial.trial_id))
+        with maybe_distribute(self.distribution_strategy):
+            state = ckpt.restore(model)
+        if state and state.get("done"):
+            # Trained to the end before an interruption kept Keras Tuner
+            # from recording it: report what was measured, train nothing.
+            self.progress.log(f"trial {trial.trial_id} had finished training; recording its results")
+            return best_metrics(state.get("rows", []), self.oracle.objective.name,
+                                self.oracle.objective.direction)
+        values = self.hypermodel.values(hp)
+        epochs = int(epochs or values.get("epochs") or self.hypermodel.space.train.epochs)
+        initial = int(state["epoch"]) if state else initial_epoch
+        save_best = tuner_utils.SaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id))
+        watched: list = []
+        epoch_state = EpochState(self, trial, ckpt, state, epochs, self.progress, self.stopper, save_best, watched)
+        shown = {k: values[k] for k in self.hypermodel.space.varying if k in values}
+        parent = None if state else hp.values.get("tuner/trial_id")  # Hyperband promotion
+        self.progress.trial_begin(trial.trial_id, self._trial_number(), self.oracle.max_trials, shown, epochs,
+                                  initial, parent=parent)
+        if initial < epochs:
+            self._fit(hp, model, values, [LeaseCheck(beat), save_best, epoch_state], initial, epochs, watched)
+        rows = epoch_state.rows
+        try:
+            save_build_config(self, trial, model)
+        except Exception:  # Hyperband only needs it for promoted trials
+            pass
+        ckpt.finish({"rows": rows})
+        return best_metrics(rows, self.oracle.objective.name, self.oracle.objective.direction)
+
+    def _fit(self, hp, model, values, callbacks, initial, epochs, watched) -> None:
+        """The hypermodel's fit, with TensorFlow's errors sorted into
+        fatal (bad data: stop with the file's name) and trial failures."""
+        import tensorflow as tf
+
+        try:
+            self.hypermodel.fit(hp, model, callbacks=callbacks, initial_epoch=initial, epochs=epochs,
+                                watched=watched)
+        except (kt.errors.FatalError, kt.errors.FailedTrialError, LeaseLost):
+            raise
+        except TunerError as e:
+            raise Fatal(e) from None
+        except (OSError, tf.errors.OpError) as e:
+            if disk_full(e):
+                raise Fatal(DiskFull(f"no space left on the device ({str(e).splitlines()[0][:80]}); free "
+                                     "some space and run the same command again")) from None
+            if isinstance(e, tf.errors.ResourceExhaustedError):
+                raise kt.errors.FailedTrialError(
+                    f"out of memory ({str(e).splitlines()[0][:100]}); try a smaller batch or image size")
+            if isinstance(e, (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError)):
+                data = self.hypermodel.data_factory(int(values["image_size"]))
+                raise Fatal(data.locate_corruption(None, e)) from None
+            raise
+
+    def _trial_number(self) -> int | None:
+        """n in 'trial n of N'; a worker's oracle client cannot tell."""
+        try:
+            return len(self.oracle.start_order)
+        except AttributeError:
+            return None
+
+    def on_trial_end(self, trial):
+        if self._lease_lost:
+            self.progress.trial_end(trial.trial_id, "handed over", None,
+                                    "its lease ran out; another worker continues it")
+            return  # not ours any more: report nothing, write nothing
+        if trial.message:
+            trial.message = last_line(trial.message)
+        super().on_trial_end(trial)
+        t = self.oracle.get_trial(trial.trial_id)
+        self.statuses[trial.trial_id] = t.status
+        self.progress.trial_end(trial.trial_id, t.status, t.score, t.message if t.status != "COMPLETED" else None,
+                                goal=self.oracle.objective.direction)
+
+
+
+class FlowerRandomSearch(FlowerTunerMixin, kt.Tuner):
+    pass
+
+
+class FlowerBayesianOptimization(FlowerTunerMixin, kt.Tuner):
+    pass
+
+
+class FlowerHyperband(FlowerTunerMixin, kt.Hyperband):
+    """Hyperband's tuner loads the previous bracket's weights when a trial is promoted."""
+
+
+#: method -> (tuner class, oracle class with leases)
+TUNERS = {
+    "random": (FlowerRandomSearch, oracles.LeasedRandomSearchOracle),
+    "bayes": (FlowerBayesianOptimization, oracles.LeasedBayesianOptimizationOracle),
+    "hyperband": (FlowerHyperband, oracles.LeasedHyperbandOracle),
+}
+
+
+def save_build_config(tuner, trial, model) -> None:
+    kt_utils.save_json(tuner._get_build_config_fname(trial.trial_id), model.get_build_config())
+
+
+def last_line(message: str) -> str:
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    last = lines[-1] if lines else message
+    for prefix in ("keras_tuner.src.errors.FailedTrialError: ", "FailedTrialError: "):
+        if last.startswith(prefix):
+            last = last[len(prefix):]
+    return last
+
+
+def best_metrics(rows: list[dict[str, Any]], objective: str, direction: str) -> dict[str, float]:
+    """Metrics of the best epoch, the value Keras Tuner scores a trial by."""
+    scored = [r for r in rows if r.get(objective) is not None]
+    if not scored:
+        return {objective: float("nan")}
+    best = (max if direction == "max" else min)(scored, key=lambda r: r[objective])
+    return {k: float(best[k]) for k in STATE_COLUMNS if best.get(k) is not None}
+
