@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 from keras_tuner import oracles as kt_oracles
 from keras_tuner.src.engine import trial as trial_module
-from keras_tuner.src.engine.oracle import synchronized
 
 from tuner.engine.checkpoint import atomic_write
 from tuner.engine.leases import LEASE_PREFIX, LEASES_FILE, lease_key
+from tuner.engine.sync import synchronized
 
 TS = trial_module.TrialStatus
 

@@ -1,0 +1,55 @@
+"""The chief's oracle in-process: its lock, idle workers' leases, and the
+space it starts from. Real Keras Tuner oracles and tuners, no gRPC."""
+
+from __future__ import annotations
+
+import threading
+
+import keras_tuner as kt
+import pytest
+from keras_tuner.src.distribute import oracle_chief
+
+from tuner.engine.tuner import TUNERS
+
+#: the oracle a random search's chief runs
+RandomOracle = TUNERS["random"][1]
+
+
+def make_oracle(tmp_path, cls=RandomOracle, lease: float = 300.0):
+    oracle = cls(objective=kt.Objective("val_f1", "max"), max_trials=3, seed=1, lease_seconds=lease)
+    hp = kt.HyperParameters()
+    hp.Float("learning_rate", 1e-3, 3e-3)
+    oracle.update_space(hp)
+    oracle._set_project_dir(str(tmp_path), "proj")
+    return oracle
+
+
+def in_thread(fn, *args) -> threading.Thread:
+    t = threading.Thread(target=fn, args=args, daemon=True)
+    t.start()
+    t.join(timeout=1.0)
+    return t
+
+
+class FullDiskOnce(RandomOracle):
+    """The first trial file cannot be written (a full disk)."""
+
+    failed = False
+
+    def _save_trial(self, trial):
+        if not self.failed:
+            self.failed = True
+            raise OSError(28, "No space left on device")
+        super()._save_trial(trial)
+
+
+def test_an_oracle_call_that_raises_releases_the_lock(tmp_path):
+    oracle = make_oracle(tmp_path, FullDiskOnce)
+    with pytest.raises(OSError):
+        oracle.create_trial("w1")
+    # Keras Tuner's exit check, the lease monitor and another worker's call
+    # each come from another thread: none may wait on a lock left held.
+    for call, args in ((oracle_chief.exit_chief, (oracle,)), (oracle.expire_leases, ()),
+                       (oracle.create_trial, ("w2",))):
+        assert not in_thread(call, *args).is_alive(), f"{call.__name__} blocked on the oracle's lock"
+    assert oracle.ongoing_trials["w2"].status == "RUNNING"
