@@ -101,3 +101,39 @@ def test_killed_worker_trial_is_finished_by_the_other_from_its_epoch(cluster, tm
     assert history_epochs(project / "trial_1") == [1, 2, 3]
     assert "lease of trial 0 held by " + victim in (tmp_path / "chief.log").read_text()
     assert json.loads((project / "trial_0" / "resume.json").read_text())["worker"] == survivor
+
+
+def wait_for_text(log: Path, text: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+    t0 = time.time()
+    while text not in log.read_text():
+        assert proc.poll() is None, f"{log.name} ended early:\n{log.read_text()}"
+        assert time.time() - t0 < timeout, f"no {text!r} in {log.name}"
+        time.sleep(0.2)
+
+
+def test_chief_exits_although_an_idle_worker_vanished(cluster, tmp_path):
+    space = tiny_space(tmp_path, epochs=2, steps=4)
+    # A lease well above a heartbeat's gap on 2 busy cores: only the idle
+    # worker's silence may run out here.
+    project, chief, workers = cluster(space, lease="20s", trials=1)
+    logs = {n: tmp_path / f"{n}.log" for n in workers}
+    t0 = time.time()
+    runner = None
+    while runner is None and time.time() - t0 < 300:
+        runner = next((n for n in workers if "0" in trials_run_by(logs[n])), None)
+        time.sleep(0.2)
+    assert runner, "no worker took trial 0"
+    idle = next(n for n in workers if n != runner)
+    # The other one is told IDLE (trial 0 may come back to the queue) and asks
+    # again every 2 s; it vanishes while waiting (its first ask follows this
+    # line at once; the first epoch's graph tracing alone takes longer).
+    wait_for_text(logs[idle], f"worker {idle} of the chief", workers[idle])
+    time.sleep(5.0)
+    workers[idle].send_signal(signal.SIGKILL)
+    workers[idle].wait()
+    assert workers[runner].wait(timeout=300) == 0, logs[runner].read_text()
+    # The chief drops it after the lease; Keras Tuner checks every 20 s
+    # whether the chief may exit.
+    assert chief.wait(timeout=90) == 0, (tmp_path / "chief.log").read_text()
+    assert f"worker {idle} has not asked for a trial" in (tmp_path / "chief.log").read_text()
+    assert trial_statuses(project) == {"0": "COMPLETED"}

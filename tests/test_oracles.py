@@ -4,6 +4,7 @@ space it starts from. Real Keras Tuner oracles and tuners, no gRPC."""
 from __future__ import annotations
 
 import threading
+import time
 
 import keras_tuner as kt
 import pytest
@@ -15,8 +16,8 @@ from tuner.engine.tuner import TUNERS
 RandomOracle = TUNERS["random"][1]
 
 
-def make_oracle(tmp_path, cls=RandomOracle, lease: float = 300.0):
-    oracle = cls(objective=kt.Objective("val_f1", "max"), max_trials=3, seed=1, lease_seconds=lease)
+def make_oracle(tmp_path, cls=RandomOracle, lease: float = 300.0, trials: int = 3):
+    oracle = cls(objective=kt.Objective("val_f1", "max"), max_trials=trials, seed=1, lease_seconds=lease)
     hp = kt.HyperParameters()
     hp.Float("learning_rate", 1e-3, 3e-3)
     oracle.update_space(hp)
@@ -53,3 +54,18 @@ def test_an_oracle_call_that_raises_releases_the_lock(tmp_path):
                        (oracle.create_trial, ("w2",))):
         assert not in_thread(call, *args).is_alive(), f"{call.__name__} blocked on the oracle's lock"
     assert oracle.ongoing_trials["w2"].status == "RUNNING"
+
+
+def test_a_vanished_idle_worker_does_not_keep_the_chief(tmp_path):
+    oracle = make_oracle(tmp_path, lease=5.0, trials=1)
+    trial = oracle.create_trial("w1")
+    assert oracle.create_trial("w2").status == "IDLE"  # waits in case trial 0 comes back
+    # w2 vanishes; w1 finishes the last trial and is told to stop
+    oracle.update_trial(trial.trial_id, {"val_f1": 0.5})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+    assert oracle.create_trial("w1").status == "STOPPED"
+    oracle.expire_leases(now=time.time() + 2.0)
+    assert not oracle_chief.exit_chief(oracle)  # within the lease w2 may still ask again
+    oracle.expire_leases(now=time.time() + 6.0)
+    assert oracle_chief.exit_chief(oracle), oracle.tuner_ids

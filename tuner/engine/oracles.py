@@ -26,6 +26,7 @@ class LeasedOracleMixin:
         self.log: Callable[[str], None] = lambda m: None
         self._owner: dict[str, str] = {}
         self._last: dict[str, float] = {}
+        self._seen: dict[str, float] = {}  # tuner id -> when it last asked or reported
 
     # -- bookkeeping -------------------------------------------------
     def _write_leases(self) -> None:
@@ -51,6 +52,7 @@ class LeasedOracleMixin:
     # -- Keras Tuner's calls -----------------------------------------
     @synchronized
     def create_trial(self, tuner_id):
+        self._seen[tuner_id] = time.time()
         trial = super().create_trial(tuner_id)
         if trial.status == TS.STOPPED and self._busy_elsewhere(tuner_id):
             # Not STOPPED yet: a running trial may still come back.
@@ -70,6 +72,7 @@ class LeasedOracleMixin:
             metrics.pop(lease_key(r))
         trial = self.trials[trial_id]
         if reporters:
+            self._seen[reporters[0]] = time.time()
             if self._owner.get(trial_id) != reporters[0]:
                 return trial_module.Trial(hyperparameters=trial.hyperparameters, trial_id=trial_id,
                                           status=TS.STOPPED)
@@ -84,14 +87,18 @@ class LeasedOracleMixin:
         if trial.trial_id not in self._owner and trial.trial_id in self._retry_queue:
             return  # a late report for a trial already handed back to the queue
         super().end_trial(trial)
-        self._owner.pop(trial.trial_id, None)
+        owner = self._owner.pop(trial.trial_id, None)
+        if owner is not None:
+            self._seen[owner] = time.time()
         self._last.pop(trial.trial_id, None)
         self._write_leases()
 
     # -- the lease itself --------------------------------------------
     @synchronized
     def expire_leases(self, now: float | None = None) -> list[tuple[str, str]]:
-        """Hand back every trial whose worker was silent too long."""
+        """Hand back every trial whose worker was silent too long, and stop
+        waiting for idle workers that stopped asking (Keras Tuner's chief
+        exits only once no tuner id is left)."""
         now = time.time() if now is None else now
         expired = []
         for tuner_id, trial in list(self.ongoing_trials.items()):
@@ -111,7 +118,20 @@ class LeasedOracleMixin:
             for tid, who in expired:
                 self.log(f"lease of trial {tid} held by {who} ran out after {self.lease_seconds:.0f}s "
                          "without a report: back in the queue")
+        self._forget_idle(now)
         return expired
+
+    def _forget_idle(self, now: float) -> None:
+        """A waiting worker asks again every few seconds; one silent for the
+        lease has vanished, and would keep the chief from exiting."""
+        for tuner_id in sorted(self.tuner_ids):
+            if tuner_id in self.ongoing_trials:
+                continue  # its trial's lease covers it
+            if now - self._seen.setdefault(tuner_id, now) > self.lease_seconds:
+                self.tuner_ids.discard(tuner_id)
+                self._seen.pop(tuner_id, None)
+                self.log(f"worker {tuner_id} has not asked for a trial for {self.lease_seconds:.0f}s: "
+                         "no longer waited for")
 
 
 class LeasedRandomSearchOracle(LeasedOracleMixin, kt_oracles.RandomSearchOracle):
