@@ -284,6 +284,19 @@ def test_importance_not_enough(tmp_path):
         plots.plot_importance(rows[:3], [0.1, 0.2], tmp_path / "bad.png")
 
 
+def test_importance_needs_eight_scored_trials(tmp_path):
+    """Seven trials with a clean learning-rate signal still get no ranking (a
+    forest over so few trials ranks noise); failed trials do not count."""
+    rows, scores = importance_case(n=40)
+    scored = [(r, s) for r, s in zip(rows, scores) if s is not None]
+    seven_rows, seven_scores = map(list, zip(*scored[:7]))
+    few = plots.plot_importance(seven_rows + [rows[6]], seven_scores + [None], tmp_path / "seven.png")
+    assert few == {}
+    assert_png(tmp_path / "seven.png")
+    eight_rows, eight_scores = map(list, zip(*scored[:8]))
+    assert set(plots.plot_importance(eight_rows, eight_scores, tmp_path / "eight.png")) >= {"learning_rate"}
+
+
 # ------------------------------------------------------------------- leaks
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -11,7 +14,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from conftest import run_cli, tiny_space
+from conftest import REPO, run_cli, tiny_space
 from tuner.data.classes import CLASS_NAMES
 
 
@@ -55,7 +58,7 @@ def test_export_writes_every_file(exported):
     out, stdout = exported
     for name in ("model.keras", "metrics.json", "classification_report.txt", "submission.csv", "hyperparameters.json",
                  "trials.csv", "trials.md", "curves.png", "confusion_matrix.png", "predictions.png", "search.png",
-                 "importance.png", "report.md"):
+                 "report.md"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "model.export" / "saved_model.pb").is_file()
     for png in out.glob("*.png"):
@@ -69,6 +72,30 @@ def test_export_writes_every_file(exported):
         assert len(list(csv.DictReader(f))) == 2
     report = (out / "report.md").read_text()
     assert "confusion_matrix.png" in report and "macro F1" in report
+
+
+def test_importance_is_left_out_below_eight_trials(exported):
+    """Two scored trials: no importance.png, and report.md says why."""
+    out, stdout = exported
+    assert not (out / "importance.png").exists()
+    report = (out / "report.md").read_text()
+    assert "importance.png" not in report
+    assert "Hyperparameter importance is left out: 2 scored trial(s)" in report and "fewer than 8" in report
+    assert "importance.png left out (2 scored trials, needs 8)" in stdout
+
+
+def test_importance_is_drawn_from_eight_trials_and_a_stale_plot_goes(tmp_path):
+    from tuner.results.export import _importance
+    from tuner.results.trials import TrialInfo
+
+    meta = {"space": {"parameters": {"learning_rate": {"min": 1e-4, "max": 1e-2}, "backbone": {"value": "x"}}}}
+    trials = [TrialInfo(str(i), "completed", {"learning_rate": 10 ** (-4 + i / 4)}, "", metrics={"val_f1": i / 10})
+              for i in range(8)] + [TrialInfo("8", "failed", {"learning_rate": 1e-3}, "")]
+    name, lines = _importance(meta, trials, str(tmp_path))
+    assert name == "importance.png" and (tmp_path / "importance.png").stat().st_size > 0
+    assert "![importance](importance.png)" in lines and "learning_rate 1.00" in "\n".join(lines)
+    name, lines = _importance(meta, trials[1:], str(tmp_path))  # 7 scored, 1 failed
+    assert not (tmp_path / "importance.png").exists() and "left out: 7 scored trial(s)" in lines[0]
 
 
 def test_exported_model_reloads_and_predicts_like_the_trial(exported, finished, flower_root):
@@ -134,3 +161,91 @@ def test_no_project_and_no_finished_trial_are_one_line_errors(tmp_path):
     (tmp_path / "p" / "flower_tuner.json").write_text(json.dumps({"format": 99, "space": {}}))
     r = run_cli("status", "--project", str(tmp_path / "p"))
     assert r.returncode == 2 and "incompatible" in r.stderr and "Traceback" not in r.stderr
+
+
+# ------------------------------------------- the same project on another file system (gs:// on Kaggle)
+
+
+def copy_tree(local: Path, root: str) -> str:
+    """A project copied file by file into a tf.io.gfile file system, as
+    `gsutil cp -r` would put it on gs://."""
+    import tensorflow as tf
+
+    for folder, _, files in os.walk(local):
+        rel = os.path.relpath(folder, local)
+        target = root if rel == "." else f"{root}/{rel}"
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(folder, name), f"{target}/{name}", overwrite=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ram_project(finished) -> str:
+    """The finished project in TensorFlow's in-memory file system, which
+    tf.io.gfile reads like gs:// (one per process: the tests run in-process)."""
+    return copy_tree(finished, f"ram://flower-tuner-tests/{finished.parent.name}/proj")
+
+
+def test_status_and_best_read_a_project_on_another_file_system(ram_project, finished, capsys):
+    from tuner.cli import main
+    from tuner.results.trials import load_trials
+
+    local_meta, local = load_trials(str(finished))
+    meta, remote = load_trials(ram_project)
+    assert meta == local_meta
+    key = lambda t: (t.trial_id, t.state, t.values, t.metrics, t.best_epoch, t.epochs_done)  # noqa: E731
+    assert [key(t) for t in remote] == [key(t) for t in local] and len(remote) == 2
+    assert all(t.trial_dir.startswith(f"{ram_project}/trial_") for t in remote)
+    assert main(["status", "--project", ram_project]) == 0
+    out = capsys.readouterr().out
+    rows = [ln for ln in out.splitlines() if ln.startswith("| ") and not ln.startswith("| trial")]
+    assert len(rows) == 2 and all("completed" in ln and "2/2" in ln for ln in rows), out
+    assert main(["best", "--project", ram_project, "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "flip left right" in out and f"{ram_project}/trial_" in out
+
+
+def test_export_from_a_project_on_another_file_system(ram_project, exported, tmp_path, capsys):
+    """The weights come from ram:// through a local copy; the export matches
+    the one made from the local project."""
+    from tuner.cli import main
+
+    out = tmp_path / "from-ram"
+    assert main(["best", "--project", ram_project, "--export", str(out)]) == 0, capsys.readouterr().err
+    local_out, _ = exported
+    keras.models.load_model(out / "model.keras")
+    m, ref = (json.loads((d / "metrics.json").read_text()) for d in (out, local_out))
+    assert {k: m[k] for k in ("trial", "best_epoch", "images", "accuracy")} == {
+        k: ref[k] for k in ("trial", "best_epoch", "images", "accuracy")}
+    assert m["macro_f1"] == pytest.approx(ref["macro_f1"], abs=1e-9)
+    assert (out / "submission.csv").read_text() == (local_out / "submission.csv").read_text()
+    assert f"Project `{ram_project}`" in (out / "report.md").read_text()
+
+
+def test_predict_and_export_targets_on_another_file_system(ram_project, exported, flower_root, capsys):
+    import tensorflow as tf
+
+    from tuner.cli import main
+
+    local_out, _ = exported
+    root = f"{ram_project}-models"
+    tf.io.gfile.makedirs(root)
+    tf.io.gfile.copy(str(local_out / "model.keras"), f"{root}/model.keras", overwrite=True)
+    args = ["predict", "--model", f"{root}/model.keras", "--data", str(flower_root), "--out", f"{root}/s.csv"]
+    assert main(args) == 0, capsys.readouterr().err
+    with tf.io.gfile.GFile(f"{root}/s.csv") as f:
+        assert f.read() == (local_out / "submission.csv").read_text()
+    capsys.readouterr()
+    assert main(["best", "--project", ram_project, "--export", f"{root}/export"]) == 2
+    err = capsys.readouterr().err
+    assert "writes a local folder" in err and len(err.strip().splitlines()) == 1
+
+
+def test_status_and_best_on_a_local_project_import_no_tensorflow(finished):
+    code = ("import sys\nfrom tuner.cli import main\n"
+            "assert main(['status', '--project', sys.argv[1]]) == 0\n"
+            "assert main(['best', '--project', sys.argv[1]]) == 0\n"
+            "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)[:5]\n")
+    r = subprocess.run([sys.executable, "-c", code, str(finished)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr

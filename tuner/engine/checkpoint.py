@@ -112,13 +112,17 @@ class TrialCheckpoint:
     def _weights_name(epoch: int) -> str:
         return f"epoch-{epoch:04d}.weights.h5"
 
-    def save(self, model: keras.Model, epoch: int, state: dict[str, Any]) -> None:
+    def save(self, model: keras.Model, epoch: int, state: dict[str, Any], best_file: str | None = None) -> None:
         """Persist the state after `epoch` finished epochs (1-based count).
 
         Order matters: the new weights file (Keras stores the optimizer's
-        slots in it too), then history.csv, then the pointer; only then is
-        the previous epoch's file removed. A kill or a full disk at any step
-        leaves the pointer naming a complete checkpoint."""
+        slots in it too), then history.csv, then the pointer; then, when
+        this epoch is the trial's best, the best-epoch file (`best_file`)
+        becomes a link to the same weights; only then is the previous
+        epoch's file removed. A kill or a full disk at any step leaves the
+        pointer naming a complete checkpoint, and the best-epoch file whole
+        (the pointer's `best_epoch` lets `restore` finish a publication that
+        a kill cut short)."""
         gfile = _gfile()
         folder = f"{self.dir}/resume"
         name = self._weights_name(epoch)
@@ -140,6 +144,8 @@ class TrialCheckpoint:
             atomic_write(f"{self.dir}/{HISTORY}", history_csv(state.get("rows", [])))
             pointer = {"epoch": epoch, "weights": f"resume/{name}", "saved_at": time.time(), **state}
             atomic_write(self.pointer, json.dumps(pointer, indent=1, default=_json_default))
+            if best_file:
+                publish(target, best_file)
         except BaseException as e:
             if gfile.exists(partial):
                 gfile.remove(partial)
@@ -153,18 +159,21 @@ class TrialCheckpoint:
             if gfile.exists(path):
                 gfile.remove(path)
 
-    def restore(self, model: keras.Model) -> dict[str, Any] | None:
-        """Load weights and optimizer state into a freshly built model."""
+    def restore(self, model: keras.Model, best_file: str | None = None) -> dict[str, Any] | None:
+        """Load weights and optimizer state into a freshly built model (and
+        publish the checkpoint as the best epoch if a kill came between its
+        pointer and that link)."""
         state = self.load()
         if not state or state.get("done"):
             return state
-        gfile = _gfile()
+        if best_file and state.get("best_epoch") == state.get("epoch"):
+            publish(f"{self.dir}/{state['weights']}", best_file)
         opt = model.optimizer
         if not opt.built:
             opt.build(model.trainable_variables)  # so load_weights fills its slots too
-        with tempfile.TemporaryDirectory() as tmp:
-            local = os.path.join(tmp, "w.weights.h5")
-            gfile.copy(f"{self.dir}/{state['weights']}", local, overwrite=True)
+        from tuner.engine.storage import local_copy
+
+        with local_copy(f"{self.dir}/{state['weights']}") as local:
             model.load_weights(local)
         return state
 
@@ -177,6 +186,28 @@ class TrialCheckpoint:
         folder = f"{self.dir}/resume"
         if gfile.exists(folder):
             gfile.rmtree(folder)
+
+
+def publish(source: str, target: str) -> None:
+    """Make `target` the same weights as `source`, atomically: a hard link on
+    a local disk (no copy: the epoch's file was just written), a copy on an
+    object store; then a rename over the old file, so a reader (export,
+    Hyperband's promotion) sees the old best or the new one, never half."""
+    tmp = f"{os.path.dirname(target)}/.part-{os.getpid()}-{os.path.basename(target)}"
+    if "://" not in target:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:  # another file system, or links not allowed
+            import shutil
+
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        return
+    gfile = _gfile()
+    gfile.copy(source, tmp, overwrite=True)
+    gfile.rename(tmp, target, overwrite=True)
 
 
 def _json_default(o):

@@ -18,7 +18,6 @@ than STOPPED, so they stay to take over a trial whose lease runs out.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from typing import Any
@@ -49,8 +48,7 @@ class LeaseMonitor(threading.Thread):
 
 
 def read_leases(project: str) -> dict[str, dict[str, Any]]:
-    try:
-        with open(os.path.join(project, LEASES_FILE)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
+    from tuner.engine.storage import read_json
+
+    leases = read_json(os.path.join(project, LEASES_FILE))
+    return leases if isinstance(leases, dict) else {}

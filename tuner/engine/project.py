@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tuner.engine import storage
 from tuner.errors import ProjectError
 
 META = "flower_tuner.json"
@@ -24,25 +25,16 @@ def default_project(space_name: str) -> str:
     return os.path.join("runs", space_name)
 
 
-def _gfile():
-    import tensorflow as tf
-
-    return tf.io.gfile
-
-
 def read_meta(project: str) -> dict[str, Any] | None:
     path = os.path.join(project, META)
-    if "://" not in project:
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            meta = json.load(f)
-    else:
-        gfile = _gfile()
-        if not gfile.exists(path):
-            return None
-        with gfile.GFile(path) as f:
-            meta = json.load(f)
+    try:
+        text = storage.read_text(path)
+    except FileNotFoundError:
+        return None
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        raise ProjectError(f"{path} is not valid JSON; restore it or use another --project") from None
     if meta.get("format") != FORMAT_VERSION:
         raise ProjectError(
             f"{project} was written by an incompatible flower-tuner (format {meta.get('format')}, "
@@ -61,7 +53,7 @@ def write_meta(project: str, meta: dict[str, Any]) -> None:
 
 def require_project(project: str) -> dict[str, Any]:
     """Meta of an existing project, or one clear error."""
-    if "://" not in project and not os.path.isdir(project):
+    if not storage.isdir(project):
         raise ProjectError(f"no project at {project}; run `python -m tuner search` first or pass --project DIR")
     meta = read_meta(project)
     if meta is None:

@@ -5,17 +5,19 @@ the file that ships."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from tuner.engine import storage
 from tuner.errors import DataError, ProjectError
 from tuner.data.classes import CLASS_NAMES, NUM_CLASSES
 
 
-def _inference_model(values: dict[str, Any], weights_path: str):
+def _inference_model(values: dict[str, Any], weights_path: str, num_classes: int = NUM_CLASSES):
     """The trial's architecture with its best-epoch weights, uncompiled, so
     `model.keras` reloads with plain `keras.models.load_model`."""
     import keras
@@ -24,7 +26,7 @@ def _inference_model(values: dict[str, Any], weights_path: str):
 
     import warnings
 
-    trained = build_model({**values, "weights": "none"}, jit_compile=False)
+    trained = build_model({**values, "weights": "none"}, jit_compile=False, num_classes=num_classes)
     with warnings.catch_warnings():
         # The checkpoint also holds the optimizer's slots, which inference skips.
         warnings.filterwarnings("ignore", message=r".*Skipping variable loading for optimizer")
@@ -36,7 +38,7 @@ def load_any_model(path: str):
     """A callable images -> probabilities for model.keras or a SavedModel folder."""
     import keras
 
-    if os.path.isdir(path):
+    if storage.isdir(path):  # tf.saved_model and keras both read gs:// themselves
         import tensorflow as tf
 
         loaded = tf.saved_model.load(path)
@@ -49,7 +51,7 @@ def load_any_model(path: str):
             return np.asarray(next(iter(serve(**{name: tf.convert_to_tensor(x)}).values())))
 
         return predict, int(spec.shape[1])
-    if not os.path.exists(path):
+    if not storage.exists(path):
         raise ProjectError(f"model {path} not found; give a model.keras file or a model.export folder")
     model = keras.models.load_model(path)
     return (lambda x: model.predict_on_batch(x)), int(model.input_shape[1])
@@ -70,10 +72,9 @@ def predict_split(predict, data, split: str, batch: int):
 
 
 def write_submission(ids, labels, path: str) -> None:
-    with open(path, "w") as f:
-        f.write("id,label\n")
-        for i, lab in zip(ids, labels):
-            f.write(f"{i.decode() if isinstance(i, bytes) else i},{int(lab)}\n")
+    """`id,label` rows in the given order; `path` may be local or gs://."""
+    rows = "".join(f"{i.decode() if isinstance(i, bytes) else i},{int(lab)}\n" for i, lab in zip(ids, labels))
+    storage.write_text(path, "id,label\n" + rows)
 
 
 def predict_submission(model_path: str, data_root: str, out: str, batch: int = 64) -> int:
@@ -88,10 +89,11 @@ def predict_submission(model_path: str, data_root: str, out: str, batch: int = 6
     return len(ids)
 
 
-def scores(y_true, y_pred) -> dict[str, Any]:
+def scores(y_true, y_pred, class_names=CLASS_NAMES) -> dict[str, Any]:
+    """Macro scores over the data's classes (one per name), as the search's val_f1."""
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-    labels = list(range(NUM_CLASSES))
+    labels = list(range(len(class_names)))
     kw = dict(labels=labels, average="macro", zero_division=0)
     per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
     return {
@@ -99,8 +101,33 @@ def scores(y_true, y_pred) -> dict[str, Any]:
         "macro_precision": float(precision_score(y_true, y_pred, **kw)),
         "macro_recall": float(recall_score(y_true, y_pred, **kw)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "per_class_f1": {CLASS_NAMES[i]: float(per_class[i]) for i in labels},
+        "per_class_f1": {class_names[i]: float(per_class[i]) for i in labels},
     }
+
+
+def _importance(meta: dict[str, Any], trials: list, out: str) -> tuple[str, list[str]]:
+    """importance.png and its report.md lines. Left out below
+    MIN_IMPORTANCE_TRIALS scored trials: a forest fit to a handful of trials
+    ranks noise, and a bar chart would make it look like a finding."""
+    from tuner.results import plots
+    from tuner.results.trials import varying_names
+
+    path = os.path.join(out, "importance.png")
+    trial_scores = [t.score if t.state == "completed" else None for t in trials]
+    scored = sum(1 for s in trial_scores if s is not None and math.isfinite(s))
+    need = plots.MIN_IMPORTANCE_TRIALS
+    if scored < need:
+        if os.path.exists(path):
+            os.remove(path)  # an earlier export's plot would contradict this report
+        return (f"importance.png left out ({scored} scored trials, needs {need})",
+                [f"Hyperparameter importance is left out: {scored} scored trial(s), and a random forest fit "
+                 f"to fewer than {need} ranks noise. Run more trials, then export again.", ""])
+    varying = varying_names(meta)
+    importance = plots.plot_importance([{k: t.values.get(k) for k in varying} for t in trials], trial_scores, path)
+    text = (", ".join(f"{k} {v:.2f}" for k, v in importance.items())
+            or "nothing to attribute (no hyperparameter varies, or every trial scored the same)")
+    return "importance.png", ["![importance](importance.png)", "",
+                              f"Hyperparameter importance (random forest over the trials): {text}", ""]
 
 
 def export_best(project: str, out: str, data_root: str | None = None, batch: int = 64) -> Iterator[str]:
@@ -112,10 +139,13 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     from tuner.data.reader import FlowerData
     from tuner.results.trials import best_trials, load_trials, require_finished, study_row, to_csv, to_markdown
 
+    if storage.is_remote(out):
+        raise ProjectError(f"--export writes a local folder, not {out}; export to a local folder, "
+                           "then copy it (e.g. gsutil -m cp -r DIR gs://...)")
     meta, trials = load_trials(project)
     best = require_finished(meta, trials, project)[0]
     weights = os.path.join(best.trial_dir, "checkpoint.weights.h5")
-    if not os.path.exists(weights):
+    if not storage.exists(weights):
         raise ProjectError(f"trial {best.trial_id} has no saved weights ({weights}); rerun the search")
     root = data_root or meta.get("data")
     if not root:
@@ -123,7 +153,9 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     os.makedirs(out, exist_ok=True)
     values = {k: v for k, v in best.values.items() if not k.startswith("tuner/")}
 
-    model = _inference_model(values, weights)
+    classes = FlowerData(root, int(values["image_size"]), log=None).class_names  # the head's width
+    with storage.local_copy(weights) as local:  # Keras loads weights from local files only
+        model = _inference_model(values, local, len(classes))
     model_path = os.path.join(out, "model.keras")
     model.save(model_path)
     yield f"model: {model_path}"
@@ -141,10 +173,10 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     y_true, probs = predict_split(predict, data, "val", batch)
     y_pred = probs.argmax(axis=1)
     metrics = {"trial": best.trial_id, "best_epoch": best.best_epoch, "split": "val",
-               "images": int(len(y_true)), **scores(y_true, y_pred)}
+               "images": int(len(y_true)), **scores(y_true, y_pred, classes)}
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
-    report = classification_report(y_true, y_pred, labels=list(range(NUM_CLASSES)), target_names=list(CLASS_NAMES),
+    report = classification_report(y_true, y_pred, labels=list(range(len(classes))), target_names=list(classes),
                                     zero_division=0, digits=4)
     with open(os.path.join(out, "classification_report.txt"), "w") as f:
         f.write(report)
@@ -174,19 +206,14 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
 
     history = read_history(best.trial_dir)
     plots.plot_curves(history, os.path.join(out, "curves.png"))
-    pairs = plots.plot_confusion(y_true, y_pred, list(CLASS_NAMES), os.path.join(out, "confusion_matrix.png"))
+    pairs = plots.plot_confusion(y_true, y_pred, list(classes), os.path.join(out, "confusion_matrix.png"))
     images = np.stack([x.numpy() for x, _ in data.decoded("val", ordered=True).take(24)])
-    plots.plot_predictions(images, y_true[:24], y_pred[:24], list(CLASS_NAMES), os.path.join(out, "predictions.png"))
+    plots.plot_predictions(images, y_true[:24], y_pred[:24], list(classes), os.path.join(out, "predictions.png"))
     goal = "max" if meta["space"].get("metric", {}).get("goal", "maximize") == "maximize" else "min"
     plots.plot_search([(t.trial_id, t.score if t.state == "completed" else None) for t in trials],
                       os.path.join(out, "search.png"), goal=goal)
-    from tuner.results.trials import varying_names
-
-    varying = varying_names(meta)
-    importance = plots.plot_importance([{k: t.values.get(k) for k in varying} for t in trials],
-                                       [t.score if t.state == "completed" else None for t in trials],
-                                       os.path.join(out, "importance.png"))
-    yield "plots: curves.png, confusion_matrix.png, predictions.png, search.png, importance.png"
+    importance_plot, importance_lines = _importance(meta, trials, out)
+    yield f"plots: curves.png, confusion_matrix.png, predictions.png, search.png, {importance_plot}"
 
     top = best_trials(meta, trials, 5)
     lines = [
@@ -230,11 +257,7 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
         "",
         "![search](search.png)",
         "",
-        "![importance](importance.png)",
-        "",
-        "Hyperparameter importance (random forest over the trials): "
-        + (", ".join(f"{k} {v:.2f}" for k, v in importance.items()) or "too few trials to tell"),
-        "",
+        *importance_lines,
         "## All trials",
         "",
         to_markdown(rows),

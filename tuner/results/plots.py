@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 DPI = 120
+#: Below this many scored trials a random forest's importances are noise
+#: (with 3 trials every split is one trial), so none are claimed.
+MIN_IMPORTANCE_TRIALS = 8
 CONFUSION_DPI = 150
 
 _RED = "#d62728"
@@ -570,9 +573,9 @@ def plot_importance(
     else one-hot; a key missing from a row (conditional hyperparameter) is its
     own level / a value below the range. One-hot importances are summed back to
     the hyperparameter name; constant hyperparameters are dropped. The dict is
-    ordered by importance, descending, and sums to 1. With fewer than 3 scored
-    trials, no varying hyperparameter or equal scores, the PNG says so and
-    ``{}`` is returned.
+    ordered by importance, descending, and sums to 1. With fewer than
+    `MIN_IMPORTANCE_TRIALS` scored trials, no varying hyperparameter or equal
+    scores, the PNG says so and ``{}`` is returned.
     """
     rows = list(rows)
     raw_scores = [_to_float(s) for s in scores]
@@ -580,8 +583,8 @@ def plot_importance(
         raise ValueError(f"got {len(rows)} hyperparameter rows but {len(raw_scores)} scores")
     keep = [i for i, s in enumerate(raw_scores) if math.isfinite(s)]
     title = "Hyperparameter importance"
-    if len(keep) < 3:
-        _message_figure(path, title, f"needs at least 3 scored trials, have {len(keep)}")
+    if len(keep) < MIN_IMPORTANCE_TRIALS:
+        _message_figure(path, title, f"needs at least {MIN_IMPORTANCE_TRIALS} scored trials, have {len(keep)}")
         return {}
     y = np.asarray([raw_scores[i] for i in keep])
 

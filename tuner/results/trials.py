@@ -1,18 +1,19 @@
 """Reading a project's trials back: states, metrics and the study-style table
-people used to fill in by hand. Reads files only (no TensorFlow), so
-`status` and `best` answer quickly and work while a search runs."""
+people used to fill in by hand. Reads files only, through `engine.storage`:
+a local project without TensorFlow, so `status` and `best` answer quickly
+and work while a search runs; a `gs://` one through `tf.io.gfile`."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.errors import ProjectError
+from tuner.engine import storage
 from tuner.engine.project import ProjectLock, require_project
 
 STUDY_COLUMNS = ("trial", "model", "callback", "epochs", "image preparation", "steps per epoch", "image size",
@@ -49,18 +50,14 @@ class TrialInfo:
 
 
 def _read_json(path: str) -> dict | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+    data = storage.read_json(path)
+    return data if isinstance(data, dict) else None
 
 
 def _history(trial_dir: str) -> list[dict[str, float | None]]:
     path = os.path.join(trial_dir, "history.csv")
     try:
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
+        rows = list(csv.DictReader(io.StringIO(storage.read_text(path))))
     except OSError:
         return []
     return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
@@ -76,7 +73,7 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
 
     leases = read_leases(project)
     trials = []
-    names = sorted((n for n in os.listdir(project) if n.startswith("trial_")), key=lambda n: (len(n), n))
+    names = sorted((n for n in storage.listdir(project) if n.startswith("trial_")), key=lambda n: (len(n), n))
     for name in names:
         tdir = os.path.join(project, name)
         t = _read_json(os.path.join(tdir, "trial.json"))

@@ -1,0 +1,109 @@
+"""Reading a project wherever it lives: a local folder or a `gs://` bucket.
+
+A local path uses plain `os`/`open`, so `status` and `best` on a local project
+never import TensorFlow (it costs seconds per call). A path with a scheme
+(`gs://`, or `ram://` in the tests) goes through `tf.io.gfile`, the only
+reader that knows it. A missing file is `FileNotFoundError` either way; any
+other failure of a remote read is one `ProjectError` line naming the path
+(e.g. a bucket without read permission), never a TensorFlow traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from tuner.errors import ProjectError
+
+
+def is_remote(path: str) -> bool:
+    """True for a path only `tf.io.gfile` can read (it has a scheme)."""
+    return "://" in str(path)
+
+
+@contextlib.contextmanager
+def _remote(path: str) -> Iterator[Any]:
+    """tf.io.gfile, its errors turned into this module's two kinds (imported
+    quietly: `status` on gs:// prints its table, not TensorFlow's notices)."""
+    from tuner.quiet import import_tensorflow
+
+    tf = import_tensorflow()
+
+    try:
+        yield tf.io.gfile
+    except tf.errors.NotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "not found", path) from None
+    except tf.errors.OpError as e:
+        raise ProjectError(f"cannot read {path}: {e.message.strip().splitlines()[0]}") from None
+
+
+def exists(path: str) -> bool:
+    if not is_remote(path):
+        return os.path.exists(path)
+    with _remote(path) as gfile:
+        return gfile.exists(path)
+
+
+def isdir(path: str) -> bool:
+    if not is_remote(path):
+        return os.path.isdir(path)
+    with _remote(path) as gfile:
+        return gfile.isdir(path)
+
+
+def listdir(path: str) -> list[str]:
+    """Names in a folder (object stores' trailing '/' on folders removed)."""
+    if not is_remote(path):
+        return os.listdir(path)
+    with _remote(path) as gfile:
+        return [n.rstrip("/") for n in gfile.listdir(path)]
+
+
+def read_bytes(path: str) -> bytes:
+    if not is_remote(path):
+        with open(path, "rb") as f:
+            return f.read()
+    with _remote(path) as gfile, gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def read_text(path: str) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def read_json(path: str) -> Any | None:
+    """The file's JSON, or None when it is missing, unreadable or half-written."""
+    try:
+        return json.loads(read_text(path))
+    except (OSError, ValueError):
+        return None
+
+
+def write_text(path: str, text: str) -> None:
+    """A whole small file (a submission), local or remote."""
+    if not is_remote(path):
+        with open(path, "w") as f:
+            f.write(text)
+        return
+    with _remote(path) as gfile, gfile.GFile(path, "w") as f:
+        f.write(text)
+
+
+@contextlib.contextmanager
+def local_copy(path: str) -> Iterator[str]:
+    """A local path to the file for the length of the block: Keras' `load_weights`
+    and h5py read local files only, so a remote file is copied to a temporary
+    folder (same base name, since Keras picks the format by the ending)."""
+    if not is_remote(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="flower-tuner-") as tmp:
+        local = os.path.join(tmp, os.path.basename(path.rstrip("/")))
+        with _remote(path) as gfile:
+            gfile.copy(path, local, overwrite=True)
+        yield local
