@@ -10,7 +10,11 @@ import keras_tuner as kt
 import pytest
 from keras_tuner.src.distribute import oracle_chief
 
+from conftest import tiny_space
 from tuner.engine.tuner import TUNERS
+from tuner.model.hypermodel import FlowerHyperModel
+from tuner.model.strategy import detect
+from tuner.spaces import load_space
 
 #: the oracle a random search's chief runs
 RandomOracle = TUNERS["random"][1]
@@ -69,3 +73,22 @@ def test_a_vanished_idle_worker_does_not_keep_the_chief(tmp_path):
     assert not oracle_chief.exit_chief(oracle)  # within the lease w2 may still ask again
     oracle.expire_leases(now=time.time() + 6.0)
     assert oracle_chief.exit_chief(oracle), oracle.tuner_ids
+
+
+def test_the_chief_declares_the_space_without_building_a_model(tmp_path, monkeypatch):
+    # As `tuner.search` starts a chief on a fresh project: weights it cannot
+    # load (a missing file; ImageNet offline fails the same way) and no data.
+    for k, v in {"KERASTUNER_TUNER_ID": "chief", "KERASTUNER_ORACLE_IP": "127.0.0.1",
+                 "KERASTUNER_ORACLE_PORT": "1"}.items():
+        monkeypatch.setenv(k, v)
+    space = load_space(tiny_space(tmp_path)).with_overrides(weights=str(tmp_path / "missing.h5"))
+
+    def no_data(size: int):
+        raise AssertionError("the chief read data")
+
+    tuner_cls, oracle_cls = TUNERS["random"]
+    oracle = oracle_cls(objective=kt.Objective("val_f1", "max"), max_trials=2, seed=1)
+    tuner_cls(oracle=oracle, hypermodel=FlowerHyperModel(space, no_data, detect("cpu", None), seed=1),
+              directory=str(tmp_path), project_name="proj", progress=None, stopper=None)
+    assert sorted(p.name for p in oracle.hyperparameters.space) == sorted(space.params)
+    assert oracle.create_trial("w1").hyperparameters.values["weights"] == str(tmp_path / "missing.h5")

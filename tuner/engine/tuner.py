@@ -165,6 +165,14 @@ class FlowerTunerMixin:
         self.progress.trial_end(trial.trial_id, t.status, t.score, t.message if t.status != "COMPLETED" else None,
                                 goal=self.oracle.objective.direction)
 
+    def _populate_initial_space(self):
+        """The whole space from the hypermodel's declaration alone. Keras
+        Tuner also builds the model (to find conditional parameters, which
+        our spaces have none of): the chief would then need the backbone's
+        weights, which it never uses."""
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
 
 
 class FlowerRandomSearch(FlowerTunerMixin, kt.Tuner):
