@@ -13,7 +13,9 @@ no protocol changes are needed. A report from a worker that no longer holds
 the trial is answered with status STOPPED: that worker drops the trial
 before writing anything, so a late worker never overwrites newer state.
 Workers with nothing to do while other trials still run are told IDLE rather
-than STOPPED, so they stay to take over a trial whose lease runs out.
+than STOPPED, so they stay to take over a trial whose lease runs out. They
+ask again every few seconds; one silent for the lease is no longer waited
+for, since Keras Tuner's chief exits only when no worker is left.
 """
 
 from __future__ import annotations
