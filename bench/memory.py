@@ -106,7 +106,7 @@ def bare_loop(args) -> None:
     for i in range(args.trials):
         keras.backend.clear_session()
         gc.collect()
-        model = build_model(v, jit_compile=jit)
+        model = build_model(v, jit_compile=jit, num_classes=data.num_classes)
         model.fit(data.train_dataset(args.batch, cache="auto", seed=i), validation_data=data.val_dataset(args.batch),
                   epochs=args.epochs, steps_per_epoch=args.steps, verbose=0)
         del model

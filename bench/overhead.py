@@ -146,7 +146,7 @@ def bare_run(args, root: str) -> dict:
     keras.utils.set_random_seed(7)  # the tuner seeds with space seed + trial id
     v = values(args)
     data = FlowerData(root, args.image_size, log=None)
-    model = build_model(v, jit_compile=tristate(args.jit_compile))
+    model = build_model(v, jit_compile=tristate(args.jit_compile), num_classes=data.num_classes)
     train_ds = data.train_dataset(args.batch, augment=build_augment(v), cache=tristate(args.cache), seed=7)
     val_ds = data.val_dataset(args.batch)
     phase = phase_callback()

@@ -25,3 +25,19 @@ class ProjectError(TunerError):
 
 class TrialFailed(Exception):
     """One trial cannot go on (NaN loss, oversize model); the search continues."""
+
+
+def op_error_line(error: BaseException) -> str:
+    """One line for a TensorFlow error raised inside a graph: the message
+    without 'Graph execution error:', the Python stack and the [[node]]
+    lines, naming the op it failed at (its first line alone says nothing)."""
+    import re
+
+    text = getattr(error, "message", None) or str(error)
+    node = re.search(r"Detected at node (\S+)", text)
+    skip = ("Graph execution error", "Detected at node", "File ", "<stack traces", "[[")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(skip)]
+    line = re.sub(r"\{\{[^}]*\}\}", "", lines[0] if lines else "").strip()
+    line = re.sub(r"^Error in user-defined function .*? with iterator: \S+: ", "", line)
+    where = f" (at {node.group(1)})" if node else ""
+    return f"{type(error).__name__}: {line[:200] or 'no message'}{where}"

@@ -10,7 +10,6 @@ def check_data(root: str, image_size: int, batch: int, scan: bool = False, batch
     import tensorflow as tf
 
     from tuner.data.reader import FlowerData, available_sizes
-    from tuner.data.classes import CLASS_NAMES
 
     yield f"data root {root}: sizes {', '.join(map(str, available_sizes(root)))}"
     data = FlowerData(root, image_size, log=lambda m: None)
@@ -27,10 +26,10 @@ def check_data(root: str, image_size: int, batch: int, scan: bool = False, batch
             raise err
         yield "scan: every record of every split decodes and every file holds the count its name says"
     data.check()
-    counts = data.class_counts("train")
+    counts, names = data.class_counts("train"), data.class_names
     order = counts.argsort()
     yield (f"train classes: {int((counts > 0).sum())} of {len(counts)} present; smallest "
-           f"{CLASS_NAMES[order[0]]} ({counts[order[0]]}), largest {CLASS_NAMES[order[-1]]} ({counts[order[-1]]})")
+           f"{names[order[0]]} ({counts[order[0]]}), largest {names[order[-1]]} ({counts[order[-1]]})")
     ds = data.train_dataset(batch, cache=False)
     t0 = time.perf_counter()
     n = 0

@@ -15,9 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner.data import records
+from tuner.data import labels, records
 from tuner.errors import DataError
-from tuner.data.classes import NUM_CLASSES
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow here
 HINT = "pass --data ROOT (the folder that holds tfrecords-jpeg-SxS/), or run `python -m tuner demo-data`"
@@ -63,6 +62,28 @@ def _available_bytes() -> int:
         return 0
 
 
+#: Name scope of the ops that parse and decode a record: an error raised at
+#: one of them names a damaged record, not a model or augmentation problem.
+RECORD_SCOPE = "flower_records"
+
+
+def is_record_error(error: BaseException) -> bool:
+    """True when a TensorFlow error raised during `fit` came from reading,
+    parsing or decoding a record (so scanning the files can name it): a
+    DataLossError, an error at a parse/decode op, or one at the iterator
+    itself, which is where the TFRecord reader's own failures surface."""
+    import tensorflow as tf
+
+    if isinstance(error, tf.errors.DataLossError):
+        return True
+    if not isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.NotFoundError)):
+        return False
+    text = getattr(error, "message", "") or str(error)
+    if re.search(rf"node {RECORD_SCOPE}(_\d+)?/", text):  # TensorFlow numbers a reused scope
+        return True
+    return re.search(r"Detected at node \S*IteratorGetNext\b", text) is not None
+
+
 def _reason(error) -> str:
     """TensorFlow's error in a few words, without its graph-node noise."""
     import tensorflow as tf
@@ -91,6 +112,8 @@ class FlowerData:
     source_size: int = field(init=False)
     _files: dict[str, list[str]] = field(init=False, default_factory=dict)
     _class_counts: dict[str, Any] = field(init=False, default_factory=dict)
+    _label_counts: dict[str, Any] = field(init=False, default_factory=dict)
+    _names: list[str] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.root = str(self.root).rstrip("/") or "/"
@@ -136,15 +159,16 @@ class FlowerData:
             total += n
         return total
 
-    def class_counts(self, split: str = "train"):
-        """Images per class, scanned once (labels only, no decoding) and kept in
-        memory and in the user cache, keyed by the file list."""
+    def labels_seen(self, split: str):
+        """Images per label as found (length: the largest label + 1), scanned
+        once (labels only, no decoding) and kept in memory and in the user
+        cache, keyed by the file list."""
         import numpy as np
 
-        if split in self._class_counts:
-            return self._class_counts[split]
+        if split in self._label_counts:
+            return self._label_counts[split]
         files = self.files(split)
-        key = hashlib.sha256(json.dumps([self.root, files]).encode()).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps(["labels-v2", self.root, files]).encode()).hexdigest()[:16]
         cache_dir = os.path.join(
             os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
             "flower-tuner",
@@ -154,19 +178,27 @@ class FlowerData:
         counts = None
         try:
             with open(cache_file) as f:
-                counts = np.array(json.load(f), dtype=np.int64)
+                counts = np.array(json.load(f), dtype=np.int64).reshape(-1)
         except (OSError, ValueError):
             pass
-        if counts is None or counts.shape != (NUM_CLASSES,):
+        if counts is None:
             import tensorflow as tf
 
             spec = {"class": tf.io.FixedLenFeature([], tf.int64)}
             ds = tf.data.TFRecordDataset(files, num_parallel_reads=AUTOTUNE)
             ds = ds.map(lambda r: tf.io.parse_single_example(r, spec)["class"], AUTOTUNE)
-            counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+            counts = np.zeros(0, dtype=np.int64)
             try:
                 for batch in ds.batch(4096).as_numpy_iterator():
-                    counts += np.bincount(batch, minlength=NUM_CLASSES)[:NUM_CLASSES]
+                    if batch.min() < 0:
+                        raise self._label_error(split, lambda y: y < 0, "negative; class ids start at 0")
+                    if batch.max() >= labels.MAX_CLASSES:
+                        raise self._label_error(split, lambda y: y >= labels.MAX_CLASSES,
+                                                f"not a class id (at most {labels.MAX_CLASSES - 1})")
+                    found = np.bincount(batch)
+                    if len(found) > len(counts):
+                        counts = np.pad(counts, (0, len(found) - len(counts)))
+                    counts[: len(found)] += found
             except tf.errors.OpError as e:
                 raise self.locate_corruption(split, e) from None
             try:
@@ -175,8 +207,58 @@ class FlowerData:
                     json.dump(counts.tolist(), f)
             except OSError:
                 pass
-        self._class_counts[split] = counts
+        self._label_counts[split] = counts
         return counts
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names by class id: the root's names file, else the flower names
+        for 104 classes, else 'class N'. Reading them checks every train and
+        val label against them once."""
+        if self._names is None:
+            seen = {sp: len(self.labels_seen(sp)) for sp in records.LABELED_SPLITS}
+            found = labels.read_names(self.root)
+            if found is None:
+                names = labels.default_names(max(seen.values()))
+                if not names:
+                    raise DataError(f"no labelled records under {self.root}: train and val are empty")
+            else:
+                names, path = found
+                for sp, n in seen.items():
+                    if n > len(names):
+                        raise self._label_error(
+                            sp, lambda y, k=len(names): y >= k,
+                            f"outside the {len(names)} class names in {path} (ids 0..{len(names) - 1}); "
+                            "fix the label or add the missing names")
+            self._names = names
+        return self._names
+
+    @property
+    def num_classes(self) -> int:
+        """The model's output width: the data's classes, not always 104."""
+        return len(self.class_names)
+
+    def _label_error(self, split: str, bad: Callable, what: str) -> DataError:
+        """The first record of `split` whose label is `bad`, as a DataError
+        naming its file (a scan that runs only on failure)."""
+        import tensorflow as tf
+
+        spec = {"class": tf.io.FixedLenFeature([], tf.int64)}
+        for path in self.files(split):
+            for n, r in enumerate(tf.data.TFRecordDataset(path)):
+                y = int(tf.io.parse_single_example(r, spec)["class"])
+                if bad(y):
+                    return DataError(f"label {y} of record {n} in {path} is {what}")
+        return DataError(f"a label in the {split} split under {self.root} is {what}")
+
+    def class_counts(self, split: str = "train"):
+        """Images per class id, one entry per class of the data."""
+        import numpy as np
+
+        if split not in self._class_counts:
+            seen = self.labels_seen(split)
+            self._class_counts[split] = np.pad(seen, (0, self.num_classes - len(seen)))
+        return self._class_counts[split]
 
     def class_weights(self, split: str = "train"):
         """sklearn's 'balanced' weights (n / (classes * count)); 0 for absent classes."""
@@ -184,26 +266,41 @@ class FlowerData:
 
         counts = self.class_counts(split).astype("float64")
         present = counts > 0
-        w = np.zeros(NUM_CLASSES)
+        w = np.zeros(len(counts))
         w[present] = counts.sum() / (present.sum() * counts[present])
         return w.astype("float32")
 
-    def cache_bytes(self, split: str) -> int:
-        return self.count(split) * self.image_size * self.image_size * 3
+    def cache_bytes(self, split: str, images: int | None = None) -> int:
+        n = self.count(split) if images is None else min(images, self.count(split))
+        return n * self.image_size * self.image_size * 3
 
     def fits_in_memory(self, split: str, fraction: float = 0.4) -> bool:
         return self.cache_bytes(split) < fraction * _available_bytes()
+
+    def cache_splits(self, cache: bool | str = "auto", val_images: int | None = None,
+                     fraction: float = 0.4) -> tuple[bool, bool]:
+        """Whether train and val keep their decoded images in RAM: `cache`
+        true or false decides both; "auto" keeps train when it fits in 40% of
+        the free memory, then val (its first `val_images` when only those are
+        scored) when both together still do."""
+        if cache != "auto":
+            return bool(cache), bool(cache)
+        free = fraction * _available_bytes()
+        train = self.cache_bytes("train") < free
+        used = self.cache_bytes("train") if train else 0
+        return train, used + self.cache_bytes("val", val_images) < free
 
     # ---- parsing ----------------------------------------------------------
     def _decode(self, jpeg):
         import tensorflow as tf
 
         s0, s = self.source_size, self.image_size
-        image = tf.io.decode_jpeg(jpeg, channels=3)
-        image = tf.reshape(image, [s0, s0, 3])  # static shape: TPUs need it
-        if s0 != s:
-            image = tf.image.resize(image, [s, s], antialias=True)
-            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        with tf.name_scope(RECORD_SCOPE):  # so a failure is known as the record's (is_record_error)
+            image = tf.io.decode_jpeg(jpeg, channels=3)
+            image = tf.reshape(image, [s0, s0, 3])  # static shape: TPUs need it
+            if s0 != s:
+                image = tf.image.resize(image, [s, s], antialias=True)
+                image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
         return image
 
     def _parse(self, labeled: bool):
@@ -212,7 +309,8 @@ class FlowerData:
         spec = records.feature_spec(labeled)
 
         def parse(record):
-            ex = tf.io.parse_single_example(record, spec)
+            with tf.name_scope(RECORD_SCOPE):
+                ex = tf.io.parse_single_example(record, spec)
             image = self._decode(ex["image"])
             if labeled:
                 return image, tf.cast(ex["class"], tf.int32)
@@ -284,16 +382,22 @@ class FlowerData:
             )
         return self._finish(ds, sample_weights)
 
-    def eval_dataset(self, split: str, batch_size: int, cache: bool = True, sample_weights=None):
-        """Ordered, batched, optionally cached: (images, one-hot labels)."""
+    def eval_dataset(self, split: str, batch_size: int, cache: bool = True, sample_weights=None,
+                     steps: int | None = None):
+        """Ordered, batched, optionally cached: (images, one-hot labels).
+        With `steps`, only the first `steps` batches: the same ones every
+        time, read to their end so the cache completes instead of being
+        dropped and refilled each epoch."""
         ds = self.decoded(split, ordered=True)
+        if steps:
+            ds = ds.take(steps * batch_size)
         if cache:
             ds = ds.cache()
         ds = ds.batch(batch_size)
         return self._finish(ds, sample_weights)
 
-    def val_dataset(self, batch_size: int, cache: bool = True):
-        return self.eval_dataset("val", batch_size, cache=cache)
+    def val_dataset(self, batch_size: int, cache: bool = True, steps: int | None = None):
+        return self.eval_dataset("val", batch_size, cache=cache, steps=steps)
 
     def test_dataset(self, batch_size: int):
         """Ordered (float32 images, ids): predictions line up with ids."""
@@ -307,8 +411,10 @@ class FlowerData:
     def _finish(self, ds, sample_weights):
         import tensorflow as tf
 
+        depth = self.num_classes
+
         def to_float(x, y):
-            return tf.cast(x, tf.float32), tf.one_hot(y, NUM_CLASSES)
+            return tf.cast(x, tf.float32), tf.one_hot(y, depth)
 
         ds = ds.map(to_float, num_parallel_calls=AUTOTUNE)
         if sample_weights is not None:
@@ -357,8 +463,9 @@ class FlowerData:
         return None
 
     def check(self, splits: tuple[str, ...] = ("train", "val")) -> None:
-        """Decode the first record of each split: catches wrong formats and
-        sizes at start-up, before any trial begins."""
+        """Decode the first record of each split and read the class names
+        (checking every label against them): catches wrong formats, sizes
+        and labels at start-up, before any trial begins."""
         import tensorflow as tf
 
         for sp in splits:
@@ -369,3 +476,4 @@ class FlowerData:
                     pass
             except tf.errors.OpError as e:
                 raise self.locate_corruption(sp, e) from None
+        _ = self.class_names  # scans every label once (then cached)

@@ -141,6 +141,11 @@ class FlowerTunerMixin:
                 raise kt.errors.FailedTrialError(
                     f"out of memory ({str(e).splitlines()[0][:100]}); try a smaller batch or image size")
             if isinstance(e, (tf.errors.DataLossError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError)):
+                from tuner.data.reader import is_record_error
+                from tuner.errors import op_error_line
+
+                if not is_record_error(e):  # a model, XLA or augmentation error: this trial's own
+                    raise kt.errors.FailedTrialError(op_error_line(e)) from None
                 data = self.hypermodel.data_factory(int(values["image_size"]))
                 raise Fatal(data.locate_corruption(None, e)) from None
             raise

@@ -5,6 +5,8 @@ trial from the hyperparameters."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Callable
@@ -134,39 +136,69 @@ class FlowerHyperModel(kt.HyperModel):
         return out
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
-        return build_model(self.values(hp), jit_compile=self.space.train.jit_compile)
+        v = self.values(hp)
+        return build_model(v, jit_compile=self.space.train.jit_compile,
+                           num_classes=self.num_classes(int(v["image_size"])))
+
+    def num_classes(self, image_size: int) -> int:
+        """The data's class count (the chief, which has no data, never builds)."""
+        return self.data_factory(image_size).num_classes
+
+    def global_batch(self, v: dict[str, Any]) -> int:
+        """Per-replica batch x replicas."""
+        return int(v.get("batch_per_replica") or self.space.train.batch_per_replica) * self.strategy_info.replicas
+
+    def datasets(self, hp, initial_epoch: int = 0):
+        """(data, train, val) for one trial. The shuffle and augmentation seed
+        depends on the trial and the epoch training starts at, so the epochs
+        after a resume do not replay epoch 1's order and draws; val keeps
+        only the batches that are scored, in RAM as `train.cache` allows."""
+        from tuner.data.augment import build_augment
+
+        v = self.values(hp)
+        train = self.space.train
+        data = self.data_factory(int(v["image_size"]))
+        batch = self.global_batch(v)
+        weights = data.class_weights() if v.get("class_weight") == "balanced" else None
+        k = train.validation_steps
+        cache_train, cache_val = data.cache_splits(train.cache, k * batch if k else None)
+        train_ds = data.train_dataset(batch, augment=build_augment(v), cache=cache_train,
+                                      seed=pipeline_seed(self.seed, hp.values, initial_epoch),
+                                      sample_weights=weights)
+        return data, train_ds, data.val_dataset(batch, cache=cache_val, steps=k)
 
     def fit(self, hp, model, *args, callbacks=None, initial_epoch: int = 0, epochs=None, watched=None, **kwargs):
         """Train one trial: datasets at its image size, global batch =
         per-replica batch x replicas, its callback first in the list (so the
         tuner's checkpoint callback sees the state after it). `watched`
         receives the trial's own callbacks, whose state a resume restores."""
-        from tuner.data.augment import build_augment
-
         v = self.values(hp)
         train = self.space.train
-        data = self.data_factory(int(v["image_size"]))
-        batch = int(v.get("batch_per_replica") or train.batch_per_replica) * self.strategy_info.replicas
+        batch = self.global_batch(v)
         epochs = int(epochs or v.get("epochs") or train.epochs)
+        data, train_ds, val_ds = self.datasets(hp, initial_epoch)
         steps = train.steps_per_epoch or max(1, data.count("train") // batch)
-        weights = data.class_weights() if v.get("class_weight") == "balanced" else None
-        train_ds = data.train_dataset(
-            batch, augment=build_augment(v), cache=train.cache, seed=self.seed, sample_weights=weights,
-        )
-        val_ds = data.val_dataset(batch)
         own = trial_callbacks(v)
         if watched is not None:
             watched.extend(own)
+        # val_ds already stops after `validation_steps` batches: read to its
+        # end, its cache completes (Keras would stop one batch short of that).
         return model.fit(
             train_ds,
             validation_data=val_ds,
-            validation_steps=train.validation_steps,
             epochs=epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
             callbacks=own + list(callbacks or []),
             verbose=0,
         )
+
+
+def pipeline_seed(seed: int, trial: Any, initial_epoch: int) -> int:
+    """A tf.data seed from the search seed, the trial (its hyperparameter
+    values, unique per trial in Keras Tuner) and the epoch training starts at."""
+    text = json.dumps([seed, trial, initial_epoch], sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") >> 1
 
 
 def trial_callbacks(v: dict[str, Any]) -> list[keras.callbacks.Callback]:
@@ -184,9 +216,10 @@ def trial_callbacks(v: dict[str, Any]) -> list[keras.callbacks.Callback]:
     return []
 
 
-def build_model(v: dict[str, Any], jit_compile: str | bool = "auto") -> keras.Model:
+def build_model(v: dict[str, Any], jit_compile: str | bool = "auto", num_classes: int = NUM_CLASSES) -> keras.Model:
     """The classifier for one set of dimension values (called inside the
-    strategy's scope by the tuner)."""
+    strategy's scope by the tuner); `num_classes` is the data's
+    (`FlowerData.num_classes`), 104 for Kaggle's flowers."""
     spec = backbones.get(v["backbone"])
     size = int(v["image_size"])
     if size < spec.min_size:
@@ -230,12 +263,12 @@ def build_model(v: dict[str, Any], jit_compile: str | bool = "auto") -> keras.Mo
         x = keras.layers.Dense(units, activation="relu", name="head_dense")(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name="head_dropout2")(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="flower")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="flower")(x)
     model = keras.Model(inputs, outputs, name=f"{spec.name}_flowers")
     model.compile(
         optimizer=make_optimizer(v["optimizer"], float(v["learning_rate"]), float(v.get("weight_decay", 0.0))),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=float(v.get("label_smoothing", 0.0))),
-        metrics=macro_metrics(),
+        metrics=macro_metrics(num_classes),
         jit_compile=jit_compile,
     )
     return model
