@@ -19,6 +19,12 @@ Points (`--nth N` picks the N-th time the point is reached, default 1):
                  and before Keras Tuner records the trial as ended
   trial-json     inside Keras Tuner's Oracle.end_trial: trial.json says
                  COMPLETED, oracle.json not yet rewritten
+  best-link      inside TrialCheckpoint.save: resume.json names the new
+                 epoch, which is the trial's best so far, and the best-epoch
+                 file (checkpoint.weights.h5) is not yet linked to it
+  rung-decision  right after the oracle answered an epoch's report with a
+                 rung decision (pause or stop, saved in oracle.json) and
+                 before the tuner acted on it
   json-write:NAME  half-way through the write of Keras Tuner's JSON file
                  NAME (oracle.json, trial.json, tuner0.json): its temporary
                  file holds the first half of the new text
@@ -39,7 +45,8 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-POINTS = ("save", "before-pointer", "before-history", "finish", "trial-json", "json-write")
+POINTS = ("save", "before-pointer", "before-history", "best-link", "rung-decision", "finish", "trial-json",
+          "json-write")
 
 
 def die(point: str) -> None:
@@ -71,8 +78,8 @@ def install(point: str, nth: int) -> None:
     if point == "save":
         original = checkpoint.TrialCheckpoint.save
 
-        def save(self, model, epoch, state):
-            original(self, model, epoch, state)
+        def save(self, model, epoch, state, **kw):
+            original(self, model, epoch, state, **kw)
             if count.hit():
                 die(f"save (epoch {epoch} of {self.dir})")
 
@@ -82,7 +89,7 @@ def install(point: str, nth: int) -> None:
         real_atomic_write = checkpoint.atomic_write
         target = checkpoint.POINTER if point == "before-pointer" else checkpoint.HISTORY
 
-        def save(self, model, epoch, state):
+        def save(self, model, epoch, state, **kw):
             armed = count.hit()
 
             def atomic_write(path, data):
@@ -92,11 +99,33 @@ def install(point: str, nth: int) -> None:
 
             checkpoint.atomic_write = atomic_write
             try:
-                original(self, model, epoch, state)
+                original(self, model, epoch, state, **kw)
             finally:
                 checkpoint.atomic_write = real_atomic_write
 
         checkpoint.TrialCheckpoint.save = save
+    elif point == "best-link":
+        real_publish = checkpoint.publish
+
+        def publish(source, target):
+            if count.hit():
+                die(f"best-link ({target} not yet linked to {source})")
+            real_publish(source, target)
+
+        checkpoint.publish = publish
+    elif point == "rung-decision":
+        from tuner.engine import oracles
+
+        original = oracles.BudgetedOracleMixin.update_trial
+
+        def update_trial(self, trial_id, metrics, step=0):
+            reply = original(self, trial_id, metrics, step=step)
+            if reply.status in ("IDLE", "STOPPED") and count.hit():
+                die(f"rung-decision ({'pause' if reply.status == 'IDLE' else 'stop'} trial {trial_id} "
+                    f"at epoch {step})")
+            return reply
+
+        oracles.BudgetedOracleMixin.update_trial = update_trial
     elif point == "finish":
         original = checkpoint.TrialCheckpoint.finish
 

@@ -53,7 +53,8 @@ class SearchOptions:
 class SearchResult:
     project: str
     stopped: str | None  # None when the search finished; else why it stopped
-    trials: dict[str, str] = field(default_factory=dict)  # trial id -> status
+    trials: dict[str, str] = field(default_factory=dict)  # trial id -> status (PAUSED: waits at a rung)
+    decisions: dict[str, str] = field(default_factory=dict)  # trial id -> "stopped at epoch 2 (rung 1)", ...
     best_trial: str | None = None
     best_score: float | None = None
 
@@ -258,7 +259,9 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
     tuner_cls, oracle_cls = TUNERS[space.method]
     objective = kt.Objective(space.objective_name, space.goal)
     oracle_args = dict(objective=objective, seed=space.seed, lease_seconds=opts.lease,
-                       max_consecutive_failed_trials=max(3, space.run_cap + 1))
+                       max_consecutive_failed_trials=max(3, space.run_cap + 1),
+                       early_terminate=space.early_terminate, epochs=space.train.epochs,
+                       deadline=stopper.deadline)
     if space.method == "hyperband":
         oracle = oracle_cls(max_epochs=space.train.epochs, factor=space.hyperband.factor,
                             hyperband_iterations=space.hyperband.iterations, **oracle_args)
@@ -287,6 +290,10 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
         done = sum(1 for t in oracle.trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID"))
         where = info.describe() if not chief else f"chief at {opts.chief} (lease {opts.lease:.0f}s)"
         progress.search_begin(space.name, space.method, where, project, done, total, root or "(workers' own)")
+        plan = oracle.plan(opts.max_time)
+        if plan:
+            progress.log(plan)
+    began = time.monotonic()
     result = SearchResult(project=project, stopped=None)
     monitor = LeaseMonitor(oracle) if chief else None
     if monitor:
@@ -310,6 +317,15 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
         progress.log(f"worker {opts.worker_id} done: ran {len(result.trials)} trial(s); the chief has the results")
         return result
     result.trials = {tid: t.status for tid, t in oracle.trials.items()}
+    result.decisions = oracle.decision_texts()
+    for tid, text in result.decisions.items():
+        if text.startswith("paused"):
+            result.trials[tid] = "PAUSED"
+    if result.stopped is None and oracle.budget_refused:
+        result.stopped = "max-time: nothing more fits in the time left"
+    spent = oracle.spending(time.monotonic() - began)
+    if spent:
+        progress.log(spent)
     best = oracle.get_best_trials(1)
     if best and best[0].score is not None:
         result.best_trial, result.best_score = best[0].trial_id, best[0].score

@@ -11,21 +11,31 @@ import keras
 import keras_tuner as kt
 
 from tuner.engine.checkpoint import clean_float
-from tuner.engine.errors import LeaseLost, Stopped
+from tuner.engine.errors import Stopped
 
 STATE_COLUMNS = ("loss", "accuracy", "f1", "val_loss", "val_accuracy", "val_f1", "val_precision", "val_recall")
 
 
 class EpochState(keras.callbacks.Callback):
-    """Checkpoint after each epoch, fail on NaN, report, honour stops."""
+    """The tuner's work after each epoch, in an order a kill cannot tear:
+    fail on NaN; write the epoch checkpoint (and the best-epoch file when
+    this epoch is the best); report the epoch to the oracle, which answers
+    with its rung decision (go on, pause here, stop: see
+    `tuner.engine.rungs`); then honour a stop asked for by --max-time or a
+    signal. Reporting after the checkpoint means an epoch trained again
+    after a kill is reported again, and the oracle replaces it."""
 
-    def __init__(self, tuner, trial, ckpt, state, epochs, progress, stopper, save_best, watched):
+    def __init__(self, tuner, trial, ckpt, state, epochs: int, beat, watched: list, started: float):
         super().__init__()
-        self.tuner, self.trial, self.ckpt = tuner, trial, ckpt
+        self.tuner, self.trial, self.ckpt, self.beat = tuner, trial, ckpt, beat
         self.rows: list[dict[str, Any]] = list((state or {}).get("rows", []))
         self.saved_callbacks = (state or {}).get("callbacks", {})
-        self.epochs, self.progress, self.stopper = epochs, progress, stopper
-        self.save_best, self.watched = save_best, watched
+        self.epochs, self.watched = epochs, watched
+        self.objective = tuner.oracle.objective
+        self.best_file = tuner._get_checkpoint_fname(trial.trial_id)  # where Keras Tuner looks for it
+        self.decision: str | None = None  # "paused" | "stopped" when the oracle said so
+        self._run_started = started
+        self._first_of_run = True
         self._t0 = time.monotonic()
 
     def on_train_begin(self, logs=None):
@@ -34,49 +44,74 @@ class EpochState(keras.callbacks.Callback):
         for cb in self.watched:
             for k, v in self.saved_callbacks.get(type(cb).__name__, {}).items():
                 setattr(cb, k, v)
-        if "save_best" in self.saved_callbacks:
-            self.save_best.best_value = self.saved_callbacks["save_best"]
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.monotonic()
+
+    def _is_best(self, row: dict[str, Any]) -> bool:
+        value = row.get(self.objective.name)
+        if value is None:
+            return False
+        before = [r[self.objective.name] for r in self.rows[:-1] if r.get(self.objective.name) is not None]
+        if not before:
+            return True
+        return value > max(before) if self.objective.direction == "max" else value < min(before)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         loss = clean_float(logs.get("loss"))
         if loss is None or math.isinf(loss):
             raise kt.errors.FailedTrialError(f"loss became NaN in epoch {epoch + 1}; lower the learning rate")
-        seconds = time.monotonic() - self._t0
+        now = time.monotonic()
+        seconds = now - self._t0
         row = {"epoch": epoch + 1, **{k: clean_float(logs.get(k)) for k in STATE_COLUMNS}}
         row["learning_rate"] = clean_float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["seconds"] = round(seconds, 3)
         self.rows.append(row)
+        best = self._is_best(row)
+        if self.beat.leased:
+            self.beat.check()  # a worker that lost its trial writes nothing
         cb_state = {type(cb).__name__: callback_state(cb) for cb in self.watched}
-        cb_state["save_best"] = self.save_best.best_value
         self.ckpt.save(self.model, epoch + 1, {
             "rows": self.rows, "callbacks": cb_state, "trial_id": self.trial.trial_id,
             "replicas": self.tuner.hypermodel.strategy_info.replicas, "worker": self.tuner.tuner_id,
-        })
-        self.progress.epoch_end(epoch + 1, self.epochs, logs, seconds)
-        why = self.stopper.requested()
-        if why:
+            "best_epoch": self.best_epoch(),
+            # EarlyStopping (the trial's own callbacks run first) said stop:
+            # a resume must not train another epoch.
+            "stop_training": bool(self.model.stop_training),
+        }, best_file=self.best_file if best else None)
+        self.tuner.progress.epoch_end(epoch + 1, self.epochs, logs, seconds)
+        cost = now - self._run_started if self._first_of_run else seconds
+        self.act(self.report(row, cost, self._first_of_run), epoch + 1)
+        self._first_of_run = False
+        why = self.tuner.stopper.requested() if self.tuner.stopper else None
+        if why and self.decision is None:
             raise Stopped(f"{why}: trial {self.trial.trial_id} stopped after epoch {epoch + 1}")
 
+    def best_epoch(self) -> int | None:
+        name, rows = self.objective.name, [r for r in self.rows if r.get(self.objective.name) is not None]
+        if not rows:
+            return None
+        pick = max if self.objective.direction == "max" else min
+        return int(pick(rows, key=lambda r: r[name])["epoch"])
 
-class LeaseCheck(keras.callbacks.Callback):
-    """First of the trial's callbacks at each epoch end: report, and stop
-    if the lease was lost, before the checkpoint callbacks write."""
+    def report(self, row: dict[str, Any], seconds: float | None = None, first: bool = False):
+        """One epoch to the oracle; its answer carries the rung decision."""
+        from tuner.engine.oracles import FIRST_KEY, SECONDS_KEY
 
-    def __init__(self, heartbeat):
-        super().__init__()
-        self.heartbeat = heartbeat
+        metrics = {k: float(v) for k, v in row.items() if k in STATE_COLUMNS and v is not None}
+        if seconds is not None:
+            metrics[SECONDS_KEY] = float(seconds)
+            metrics[FIRST_KEY] = 1.0 if first else 0.0
+        return self.beat.report(metrics, int(row["epoch"]))
 
-    def on_train_batch_end(self, batch, logs=None):
-        if self.heartbeat.lost:
-            raise LeaseLost(f"trial {self.heartbeat.trial.trial_id} was handed to another worker")
-
-    def on_epoch_end(self, epoch, logs=None):
-        metrics = {k: float(v) for k, v in (logs or {}).items() if clean_float(v) is not None}
-        self.heartbeat.report(metrics, epoch)
+    def act(self, reply, epoch: int) -> None:
+        status = getattr(reply, "status", "RUNNING")
+        if status in ("IDLE", "STOPPED"):
+            self.decision = "paused" if status == "IDLE" else "stopped"
+            self.decided_at = epoch
+            if self.model is not None:
+                self.model.stop_training = True
 
 
 def callback_state(cb) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from tuner.engine.leases import lease_key
 class Heartbeat:
     """Renews this worker's lease on a trial every `every` seconds while
     the trial runs (model build and graph compilation included), and
-    reports after each epoch before any file is written. A reply saying
-    the trial went to another worker stops this one at once."""
+    carries each epoch's report to the oracle. A reply saying the trial
+    went to another worker stops this one before it writes again."""
 
     def __init__(self, tuner, trial, every: float):
         self.tuner, self.trial, self.every = tuner, trial, every
@@ -20,15 +20,30 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{trial.trial_id}", daemon=True)
 
-    def report(self, metrics: dict[str, float], step: int) -> None:
+    @property
+    def leased(self) -> bool:
+        """A worker of a chief: its trial may be handed to another worker."""
+        from keras_tuner.src.distribute import utils as dist_utils
+
+        return dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle()
+
+    def report(self, metrics: dict[str, float], step: int):
+        """Send `metrics` (or only a sign of life) to the oracle; returns its
+        answer, whose status carries the rung decision (RUNNING, IDLE: pause,
+        STOPPED: stopped early). INVALID means the trial is someone else's."""
         if self.tuner.oracle.objective.name not in metrics:
             metrics = {}  # a heartbeat only: Keras Tuner insists on the objective
         metrics[lease_key(self.tuner.tuner_id)] = float(step)
         reply = self.tuner.oracle.update_trial(self.trial.trial_id, metrics, step=step)
-        if reply is not None and reply.status == "STOPPED":
+        if reply is not None and reply.status == "INVALID":
             self.lost = True
         if self.lost:
             raise LeaseLost(f"trial {self.trial.trial_id} was handed to another worker")
+        return reply
+
+    def check(self) -> None:
+        """Raise LeaseLost unless this worker still holds the trial."""
+        self.report({}, 0)
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):

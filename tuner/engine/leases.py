@@ -10,8 +10,9 @@ its last epoch checkpoint on the shared project storage.
 
 The reporter's id travels as one extra metric key (`lease/<worker id>`), so
 no protocol changes are needed. A report from a worker that no longer holds
-the trial is answered with status STOPPED: that worker drops the trial
-before writing anything, so a late worker never overwrites newer state.
+the trial is answered with status INVALID (STOPPED and IDLE answer an epoch
+report with a rung decision, see `tuner.engine.rungs`): that worker drops the
+trial before writing anything, so a late worker never overwrites newer state.
 Workers with nothing to do while other trials still run are told IDLE rather
 than STOPPED, so they stay to take over a trial whose lease runs out. They
 ask again every few seconds; one silent for the lease is no longer waited

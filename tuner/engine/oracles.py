@@ -10,8 +10,10 @@ from collections.abc import Callable
 from keras_tuner import oracles as kt_oracles
 from keras_tuner.src.engine import trial as trial_module
 
+from tuner.engine.budget import Deadline, EpochCosts, cost_key, fmt_seconds
 from tuner.engine.checkpoint import atomic_write
 from tuner.engine.leases import LEASE_PREFIX, LEASES_FILE, lease_key
+from tuner.engine.rungs import CONTINUE, PAUSE, STOP, EarlyTermination, describe_decision
 from tuner.engine.sync import synchronized
 
 TS = trial_module.TrialStatus
@@ -74,8 +76,10 @@ class LeasedOracleMixin:
         if reporters:
             self._seen[reporters[0]] = time.time()
             if self._owner.get(trial_id) != reporters[0]:
+                # INVALID: "not yours any more" (STOPPED and IDLE answer an
+                # epoch report with a rung decision).
                 return trial_module.Trial(hyperparameters=trial.hyperparameters, trial_id=trial_id,
-                                          status=TS.STOPPED)
+                                          status=TS.INVALID)
             self._last[trial_id] = time.time()
             self._write_leases()
         if not metrics:
@@ -134,13 +138,271 @@ class LeasedOracleMixin:
                          "no longer waited for")
 
 
-class LeasedRandomSearchOracle(LeasedOracleMixin, kt_oracles.RandomSearchOracle):
+#: Extra keys of an epoch report: the run's epoch time, for the budget.
+SECONDS_KEY = "tuner/epoch_seconds"
+FIRST_KEY = "tuner/first_epoch"
+
+
+class BudgetedOracleMixin:
+    """Early termination (`tuner.engine.rungs`) and a time budget on top of a
+    Keras Tuner oracle, through Keras Tuner's own signals: `update_trial`
+    answers each epoch's report with RUNNING, IDLE (pause here), STOPPED
+    (finished: stopped early) or INVALID (lease lost, see the lease mixin);
+    `create_trial` starts no trial that cannot reach its first decision in
+    the time left, and continues paused trials instead."""
+
+    def __init__(self, *args, early_terminate=None, epochs: int = 1, deadline: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.early = EarlyTermination(early_terminate, epochs, self.objective.direction) if early_terminate else None
+        self.max_epochs = epochs
+        self.costs = EpochCosts()
+        self.deadline = Deadline(deadline)
+        self.budget_refused = False  # the search ended because nothing more fits in the time left
+        self.epochs_this_run = 0
+        self.log: Callable[[str], None] = lambda m: None
+
+    # -- what the time left allows -------------------------------------
+    def _values(self, tid: str) -> dict:
+        return self.trials[tid].hyperparameters.values
+
+    def _first_decision_epochs(self) -> int:
+        """Epochs a new trial needs before it can be judged."""
+        if self.early is None:
+            return 1
+        if self.early.rung_epochs:
+            return self.early.rung_epochs[0]
+        return min(self.early.config.min_iter, self.max_epochs)
+
+    def _fits(self, values: dict, epochs: int) -> bool:
+        left = self.deadline.left()
+        if left is None:
+            return True
+        cost = self.costs.seconds(cost_key(values), epochs)
+        if cost is None:
+            cost = self._any_cost(epochs)
+        return cost is None or cost <= left
+
+    def _any_cost(self, epochs: int) -> float | None:
+        """Before a trial of this kind has run: the dearest kind seen, or None
+        (nothing seen: start one and measure)."""
+        costs = [self.costs.seconds(k, epochs) for k in set(self.costs.first) | set(self.costs.later)]
+        costs = [c for c in costs if c is not None]
+        return max(costs) if costs else None
+
+    def _continue_epochs(self, tid: str) -> int:
+        """Epochs from a paused trial's rung to its next decision (or its end)."""
+        d = self.early.decisions.get(tid, {})
+        rung = d.get("rung") or 0
+        here = self.early.rung_epochs[rung]
+        nxt = self.early.rung_epochs[rung + 1] if rung + 1 < len(self.early.rung_epochs) else self.max_epochs
+        return max(1, nxt - here)
+
+    def _cap_reached(self) -> bool:
+        return bool(self.max_trials) and len(self.trials) >= self.max_trials
+
+    def _endgame(self) -> bool:
+        """Time left is better spent continuing the best paused trial than
+        starting one more that would leave no time to continue it."""
+        left = self.deadline.left()
+        if left is None or self.early is None:
+            return False
+        nxt = self.early.next_promotion()
+        if nxt is None:
+            return False
+        values = self._values(nxt[1])
+        new = self.costs.seconds(cost_key(values), self._first_decision_epochs())
+        cont = self.costs.seconds(cost_key(values), self._continue_epochs(nxt[1]))
+        return new is not None and cont is not None and left < new + cont
+
+    def may_start_new(self) -> bool:
+        """Could one more new trial start and reach its first decision?"""
+        return not self._cap_reached() and not self._endgame() and self._fits({}, self._first_decision_epochs())
+
+    def populate_space(self, trial_id):
+        response = super().populate_space(trial_id)
+        if response.get("status") == TS.RUNNING and not self._fits(response.get("values") or {},
+                                                                   self._first_decision_epochs()):
+            self.budget_refused = True
+            return {"status": TS.STOPPED, "values": None}
+        return response
+
+    # -- Keras Tuner's calls -------------------------------------------
+    @synchronized
+    def create_trial(self, tuner_id):
+        if tuner_id in self.ongoing_trials or self._retry_queue:
+            return super().create_trial(tuner_id)
+        if not self._cap_reached() and not self._endgame():
+            self.budget_refused = False
+            trial = super().create_trial(tuner_id)
+            if trial.status != TS.STOPPED or self.early is None:
+                return trial
+            self.tuner_ids.add(tuner_id)  # Keras Tuner let it go; a promotion may follow
+        if self._promote_paused():
+            return super().create_trial(tuner_id)
+        if self.early is not None and self.early.paused() and self.deadline.left() is not None:
+            self.budget_refused = True
+        self.tuner_ids.discard(tuner_id)
+        return trial_module.Trial(hyperparameters=self.hyperparameters.copy(), status=TS.STOPPED)
+
+    def _promote_paused(self) -> bool:
+        """No new trial will start: decide the highest rung's waiting group
+        now, if its best trial has time for at least one more epoch."""
+        if self.early is None:
+            return False
+        nxt = self.early.next_promotion()
+        if nxt is None or not self._fits(self._values(nxt[1]), 1):
+            return False
+        promote, stopped = self.early.close_highest()
+        self._apply(promote, stopped)
+        self.save()
+        return bool(promote)
+
+    def _apply(self, promote: list[str], stopped: list[str]) -> None:
+        for tid in stopped:
+            self._finish_paused(tid)
+        for tid in promote:
+            if tid not in self._retry_queue:
+                self._retry_queue.append(tid)
+            self.log(f"trial {tid} goes on from rung {self.early.decisions[tid]['rung'] + 1}")
+
+    def _finish_paused(self, tid: str) -> None:
+        """A paused trial that lost its rung: finished, scored by its best
+        value so far, its resume files dropped (its best weights stay)."""
+        from tuner.engine.checkpoint import TrialCheckpoint
+
+        trial = self.trials[tid]
+        trial.status = TS.COMPLETED
+        self.score_trial(trial)
+        if tid not in self.end_order:
+            self.end_order.append(tid)
+        self._save_trial(trial)
+        try:
+            TrialCheckpoint(self._get_trial_dir(tid)).finish({})
+        except Exception:  # the chief may not reach the trial's storage; the files only cost space
+            pass
+
+    @synchronized
+    def update_trial(self, trial_id, metrics, step=0):
+        metrics = dict(metrics)
+        seconds = metrics.pop(SECONDS_KEY, None)
+        first = bool(metrics.pop(FIRST_KEY, 0.0))
+        trial = self.trials[trial_id]
+        if not metrics:
+            return trial
+        if seconds is not None:
+            self.costs.add(cost_key(trial.hyperparameters.values), seconds, first)
+            self.epochs_this_run += 1
+        # An epoch trained again after an interruption replaces its first
+        # report (Keras Tuner would average the two into the score).
+        for name in metrics:
+            if trial.metrics.exists(name):
+                trial.metrics.metrics[name]._observations.pop(step, None)  # noqa: SLF001
+        reply = super().update_trial(trial_id, metrics, step=step)
+        name = self.objective.name
+        if self.early is None or name not in metrics:
+            return reply
+        others_coming = any(t.trial_id != trial_id for t in self.ongoing_trials.values())
+        decision, promote, stopped = self.early.report(
+            trial_id, int(step), float(metrics[name]), may_start_new=self.may_start_new() or others_coming)
+        self._apply(promote, stopped)
+        if decision != CONTINUE or promote or stopped:
+            self.save()
+        status = {CONTINUE: TS.RUNNING, PAUSE: TS.IDLE, STOP: TS.STOPPED}[decision]
+        return trial_module.Trial(hyperparameters=trial.hyperparameters, trial_id=trial_id, status=status)
+
+    @synchronized
+    def end_trial(self, trial):
+        tid = trial.trial_id
+        if self.early is not None and trial.status == TS.COMPLETED and self.early.state_of(tid) == "paused":
+            # Paused, not finished: scored so far, kept out of the end order.
+            old = self.trials[tid]
+            old.hyperparameters = trial.hyperparameters
+            self.score_trial(old)
+            old.status = TS.IDLE
+            self._save_trial(old)
+            for tuner_id, t in list(self.ongoing_trials.items()):
+                if t.trial_id == tid:
+                    self.ongoing_trials.pop(tuner_id)
+            self.save()
+            return
+        if self.early is not None and trial.status in (TS.FAILED, TS.INVALID):
+            self.early.forget(tid)
+        super().end_trial(trial)
+
+    # -- what the user is told ------------------------------------------
+    def plan(self, max_time: float | None) -> str | None:
+        """What the budget allows, said at the start of a search."""
+        parts = []
+        if self.early is not None:
+            parts.append(self.early.config.describe(self.max_epochs))
+        if max_time:
+            known = [self.costs.estimate(k) for k in set(self.costs.first) | set(self.costs.later)]
+            known = [k for k in known if k]
+            if known:
+                first, later = max(known, key=lambda fe: fe[1])
+                epochs = 1 + int(max(0.0, max_time - first) // later) if max_time >= first else 0
+                parts.append(f"budget {fmt_seconds(max_time)}: about {epochs} epochs at {later:.1f} s/epoch "
+                             f"({first:.0f} s for the first epoch of each run)")
+            else:
+                parts.append(f"budget {fmt_seconds(max_time)}: seconds per epoch not known yet "
+                             "(the first trial measures them)")
+        return "; ".join(parts) or None
+
+    def decision_texts(self) -> dict[str, str]:
+        if self.early is None:
+            return {}
+        out = {}
+        for tid, d in self.early.decisions.items():
+            text = describe_decision(d)
+            if text:
+                out[tid] = text
+        return out
+
+    def spending(self, seconds: float) -> str | None:
+        """How this run's time went, said at the end of a search."""
+        if not self.epochs_this_run and self.early is None:
+            return None
+        line = f"time spent: {self.epochs_this_run} epochs trained in {fmt_seconds(seconds)}"
+        if self.early is None:
+            return line
+        states = [self.early.decisions.get(tid, {}) for tid in self.trials]
+        done = sum(1 for tid, t in self.trials.items() if t.status == TS.COMPLETED
+                   and self.early.state_of(tid) != "stopped")
+        stopped: dict[str, int] = {}
+        for d in states:
+            if d.get("state") == "stopped":
+                where = f"rung {d['rung'] + 1}" if d.get("rung") is not None else "the median"
+                stopped[where] = stopped.get(where, 0) + 1
+        paused = sum(1 for d in states if d.get("state") == "paused")
+        bits = [f"{done} trained to the end"]
+        bits += [f"{n} stopped at {where}" for where, n in sorted(stopped.items())]
+        if paused:
+            bits.append(f"{paused} paused (the same command with more --max-time continues them)")
+        return f"{line}; {len(self.trials)} trials: " + ", ".join(bits)
+
+    # -- state, saved in oracle.json -------------------------------------
+    def get_state(self):
+        state = super().get_state()
+        state["flower_tuner"] = {"costs": self.costs.get_state(),
+                                 "early_terminate": self.early.get_state() if self.early else None}
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        ours = state.get("flower_tuner") or {}
+        self.costs.set_state(ours.get("costs") or {})
+        if self.early is not None and ours.get("early_terminate"):
+            self.early.set_state(ours["early_terminate"])
+
+
+# Leases outermost: a report from a worker that lost its trial goes no further.
+class FlowerRandomSearchOracle(LeasedOracleMixin, BudgetedOracleMixin, kt_oracles.RandomSearchOracle):
     pass
 
 
-class LeasedBayesianOptimizationOracle(LeasedOracleMixin, kt_oracles.BayesianOptimizationOracle):
+class FlowerBayesianOptimizationOracle(LeasedOracleMixin, BudgetedOracleMixin, kt_oracles.BayesianOptimizationOracle):
     pass
 
 
-class LeasedHyperbandOracle(LeasedOracleMixin, kt_oracles.HyperbandOracle):
-    pass
+class FlowerHyperbandOracle(LeasedOracleMixin, BudgetedOracleMixin, kt_oracles.HyperbandOracle):
+    """Keras Tuner's Hyperband allots epochs itself: no early_terminate here."""

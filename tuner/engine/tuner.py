@@ -13,11 +13,10 @@ import keras
 import keras_tuner as kt
 from keras_tuner.src import config as kt_config
 from keras_tuner.src import utils as kt_utils
-from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.engine.tuner import maybe_distribute
 
 from tuner.engine import oracles
-from tuner.engine.callbacks import STATE_COLUMNS, EpochState, LeaseCheck
+from tuner.engine.callbacks import STATE_COLUMNS, EpochState
 from tuner.engine.checkpoint import DiskFull, TrialCheckpoint, atomic_write, disk_full
 from tuner.engine.errors import Fatal, LeaseLost, Stopped
 from tuner.engine.graphs import forget_trial_graphs, gradient_registry_keys
@@ -36,6 +35,8 @@ class FlowerTunerMixin:
         self.statuses: dict[str, str] = {}
         self._lease_lost = False
         self._idle_polls = 0
+        self._decision: tuple[str | None, int] | None = None  # the oracle's word on the last trial run
+        self._paused_models: dict[str, tuple[int, Any]] = {}
         self.heartbeat = kwargs.pop("heartbeat", 60.0)
         with contextlib.redirect_stdout(io.StringIO()):
             # Keras Tuner's own tuner classes only build their oracle; ours
@@ -72,54 +73,87 @@ class FlowerTunerMixin:
 
     def run_trial(self, trial, *args, **kwargs):
         kwargs.pop("verbose", None)
+        started = time.monotonic()
         hp = trial.hyperparameters
         if "tuner/epochs" in hp.values:  # Hyperband's budget
             kwargs["epochs"] = hp.values["tuner/epochs"]
             kwargs["initial_epoch"] = hp.values["tuner/initial_epoch"]
         known = gradient_registry_keys()
+        self._decision = None
         try:
             with Heartbeat(self, trial, self.heartbeat) as beat:
                 return self._train(trial, beat, epochs=kwargs.get("epochs"),
-                                   initial_epoch=int(kwargs.get("initial_epoch") or 0))
+                                   initial_epoch=int(kwargs.get("initial_epoch") or 0), started=started)
         except LeaseLost:
             self._lease_lost = True
             raise
         finally:
             forget_trial_graphs(known)
 
-    def _train(self, trial, beat, epochs: int | None, initial_epoch: int) -> dict[str, float]:
-        """Build, restore the last epoch checkpoint if any, fit the rest."""
+    def _train(self, trial, beat, epochs: int | None, initial_epoch: int, started: float) -> dict[str, float]:
+        """Build, restore the last epoch checkpoint if any, fit the rest
+        (up to where the oracle pauses or stops the trial)."""
         hp = trial.hyperparameters
+        objective = self.oracle.objective
         keras.utils.set_random_seed((self.hypermodel.seed + int(trial.trial_id)) % (2**31))
-        model = self._try_build(hp)
         ckpt = TrialCheckpoint(self.get_trial_dir(trial.trial_id))
-        with maybe_distribute(self.distribution_strategy):
-            state = ckpt.restore(model)
+        kept = self._paused_models.pop(trial.trial_id, None)
+        state = ckpt.load() if kept else None
+        if kept and state and not state.get("done") and state.get("epoch") == kept[0]:
+            model = kept[1]  # paused here in this process: as saved, traced functions and all
+        else:
+            model = self._try_build(hp)
+            with maybe_distribute(self.distribution_strategy):
+                state = ckpt.restore(model, best_file=self._get_checkpoint_fname(trial.trial_id))
         if state and state.get("done"):
             # Trained to the end before an interruption kept Keras Tuner
             # from recording it: report what was measured, train nothing.
             self.progress.log(f"trial {trial.trial_id} had finished training; recording its results")
-            return best_metrics(state.get("rows", []), self.oracle.objective.name,
-                                self.oracle.objective.direction)
+            return best_metrics(state.get("rows", []), objective.name, objective.direction)
         values = self.hypermodel.values(hp)
         epochs = int(epochs or values.get("epochs") or self.hypermodel.space.train.epochs)
         initial = int(state["epoch"]) if state else initial_epoch
-        save_best = tuner_utils.SaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id))
         watched: list = []
-        epoch_state = EpochState(self, trial, ckpt, state, epochs, self.progress, self.stopper, save_best, watched)
+        epoch_state = EpochState(self, trial, ckpt, state, epochs, beat, watched, started)
+        if state and epoch_state.rows:
+            # The decision on the last saved epoch may have been lost with
+            # the process (or made while it was away): ask again. The oracle
+            # answers a repeated report with the decision it already made.
+            epoch_state.act(epoch_state.report(epoch_state.rows[-1]), initial)
         shown = {k: values[k] for k in self.hypermodel.space.varying if k in values}
         parent = None if state else hp.values.get("tuner/trial_id")  # Hyperband promotion
-        self.progress.trial_begin(trial.trial_id, self._trial_number(), self.oracle.max_trials, shown, epochs,
-                                  initial, parent=parent)
-        if initial < epochs:
-            self._fit(hp, model, values, [LeaseCheck(beat), save_best, epoch_state], initial, epochs, watched)
+        if epoch_state.decision is None:
+            self.progress.trial_begin(trial.trial_id, self._trial_number(trial.trial_id), self.oracle.max_trials, shown, epochs,
+                                      initial, parent=parent)
+        stopped_early = bool(state and state.get("stop_training"))
+        if initial < epochs and epoch_state.decision is None and not stopped_early:
+            self._fit(hp, model, values, [epoch_state], initial, epochs, watched)
         rows = epoch_state.rows
+        self._decision = (epoch_state.decision, len(rows))
+        if epoch_state.decision == "paused":
+            self._keep_paused(trial.trial_id, len(rows), model, beat)
+            return best_metrics(rows, objective.name, objective.direction)  # not finished: keep its checkpoint
         try:
             save_build_config(self, trial, model)
         except Exception:  # Hyperband only needs it for promoted trials
             pass
         ckpt.finish({"rows": rows})
-        return best_metrics(rows, self.oracle.objective.name, self.oracle.objective.direction)
+        return best_metrics(rows, objective.name, objective.direction)
+
+    #: paused trials whose built model stays in memory (one machine only)
+    KEEP_PAUSED = 3
+
+    def _keep_paused(self, trial_id: str, epoch: int, model, beat) -> None:
+        """Continuing a paused trial costs a model build, a checkpoint load
+        and the graph tracing of its first epoch again (on a CPU often
+        several epochs' time): on one machine, keep the few most recently
+        paused models as they are instead. The checkpoint on disk stays the
+        truth: a kept model is used only if it is still at the saved epoch."""
+        if beat.leased:
+            return  # a worker's paused trial may be continued by any worker
+        self._paused_models[trial_id] = (epoch, model)
+        while len(self._paused_models) > self.KEEP_PAUSED:
+            self._paused_models.pop(next(iter(self._paused_models)))
 
     def _fit(self, hp, model, values, callbacks, initial, epochs, watched) -> None:
         """The hypermodel's fit, with TensorFlow's errors sorted into
@@ -150,12 +184,14 @@ class FlowerTunerMixin:
                 raise Fatal(data.locate_corruption(None, e)) from None
             raise
 
-    def _trial_number(self) -> int | None:
-        """n in 'trial n of N'; a worker's oracle client cannot tell."""
+    def _trial_number(self, trial_id: str) -> int | None:
+        """n in 'trial n of N' (a continued trial keeps its n); a worker's
+        oracle client cannot tell."""
         try:
-            return len(self.oracle.start_order)
+            order = self.oracle.start_order
         except AttributeError:
             return None
+        return order.index(trial_id) + 1 if trial_id in order else len(order)
 
     def on_trial_end(self, trial):
         if self._lease_lost:
@@ -164,11 +200,19 @@ class FlowerTunerMixin:
             return  # not ours any more: report nothing, write nothing
         if trial.message:
             trial.message = last_line(trial.message)
+        decision, epoch = self._decision or (None, 0)
+        if trial.status != "COMPLETED":  # failed after all
+            decision = None
         super().on_trial_end(trial)
         t = self.oracle.get_trial(trial.trial_id)
-        self.statuses[trial.trial_id] = t.status
-        self.progress.trial_end(trial.trial_id, t.status, t.score, t.message if t.status != "COMPLETED" else None,
-                                goal=self.oracle.objective.direction)
+        status = {"paused": "paused", "stopped": "stopped"}.get(decision, t.status)
+        self.statuses[trial.trial_id] = status
+        why = t.message if t.status not in ("COMPLETED", "IDLE") else None
+        if decision:
+            why = f"at epoch {epoch}" + (" until more trials reach it" if decision == "paused" else
+                                         " (early termination)")
+        self.progress.trial_end(trial.trial_id, status, t.score, why, goal=self.oracle.objective.direction)
+        self._decision = None
 
     def _populate_initial_space(self):
         """The whole space from the hypermodel's declaration alone. Keras
@@ -194,9 +238,9 @@ class FlowerHyperband(FlowerTunerMixin, kt.Hyperband):
 
 #: method -> (tuner class, oracle class with leases)
 TUNERS = {
-    "random": (FlowerRandomSearch, oracles.LeasedRandomSearchOracle),
-    "bayes": (FlowerBayesianOptimization, oracles.LeasedBayesianOptimizationOracle),
-    "hyperband": (FlowerHyperband, oracles.LeasedHyperbandOracle),
+    "random": (FlowerRandomSearch, oracles.FlowerRandomSearchOracle),
+    "bayes": (FlowerBayesianOptimization, oracles.FlowerBayesianOptimizationOracle),
+    "hyperband": (FlowerHyperband, oracles.FlowerHyperbandOracle),
 }
 
 

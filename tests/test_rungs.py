@@ -1,0 +1,102 @@
+"""Rung decisions of early termination on scripted report sequences (pure
+bookkeeping: no TensorFlow, no Keras Tuner)."""
+
+from __future__ import annotations
+
+import json
+
+from tuner.engine.rungs import CONTINUE, PAUSE, STOP, EarlyTerminate, EarlyTermination, describe_decision
+
+
+def hb(min_iter=2, eta=3, epochs=20, max_iter=None) -> EarlyTermination:
+    return EarlyTermination(EarlyTerminate("hyperband", min_iter, eta, max_iter), epochs)
+
+
+def test_rungs_are_min_iter_times_powers_of_eta_below_the_last_epoch():
+    assert EarlyTerminate("hyperband", 2, 3).rungs(20) == [2, 6, 18]
+    assert EarlyTerminate("hyperband", 2, 3).rungs(18) == [2, 6]
+    assert EarlyTerminate("hyperband", 1, 2, max_iter=5).rungs(20) == [1, 2, 4]
+    assert EarlyTerminate("hyperband", 5, 2).rungs(5) == []
+    assert EarlyTerminate("median", 2, 3).rungs(20) == []
+
+
+def test_first_trials_pause_until_eta_reach_the_rung_then_the_best_goes_on():
+    et = hb()
+    assert et.report("0", 1, 0.1) == (CONTINUE, [], [])
+    assert et.report("0", 2, 0.3) == (PAUSE, [], [])
+    et.report("1", 1, 0.5)
+    assert et.report("1", 2, 0.4) == (PAUSE, [], [])  # best so far (0.5) is what counts
+    assert et.report("2", 2, 0.2) == (STOP, ["1"], ["0"])
+    assert et.decisions["1"]["state"] == "promoted"
+    assert et.decisions["0"] == {"state": "stopped", "rung": 0, "epoch": 2}
+    assert et.pending[0] == []
+
+
+def test_the_arriving_trial_goes_straight_on_when_it_is_the_best():
+    et = hb()
+    et.report("0", 2, 0.1)
+    et.report("1", 2, 0.2)
+    assert et.report("2", 2, 0.9) == (CONTINUE, [], ["1", "0"])  # stopped, best first
+    assert et.report("2", 6, 0.95) == (PAUSE, [], [])  # alone at rung 2: waits there
+
+
+def test_ties_go_to_the_trial_that_reached_the_rung_first():
+    et = hb()
+    et.report("0", 2, 0.5)
+    et.report("1", 2, 0.5)
+    assert et.report("2", 2, 0.5) == (STOP, ["0"], ["1"])
+
+
+def test_a_repeated_report_gets_the_decision_already_made_and_changes_nothing():
+    et = hb()
+    et.report("0", 2, 0.3)
+    before = json.dumps(et.get_state(), sort_keys=True)
+    assert et.report("0", 2, 0.3) == (PAUSE, [], [])
+    assert json.dumps(et.get_state(), sort_keys=True) == before
+    et.report("1", 2, 0.1)
+    et.report("2", 2, 0.2)  # closes the rung: 0 promoted, 2 and 1 stopped
+    assert et.report("2", 2, 0.2) == (STOP, [], [])
+    assert et.report("0", 2, 0.3) == (CONTINUE, [], [])  # the promoted trial resumes at its rung
+
+
+def test_fewer_trials_than_eta_close_the_rung_when_no_new_trial_will_come():
+    et = hb()
+    et.report("0", 2, 0.3)
+    assert et.report("1", 2, 0.4, may_start_new=False) == (CONTINUE, [], ["0"])
+
+
+def test_endgame_promotes_the_best_at_the_highest_rung_first():
+    et = hb(min_iter=1, eta=3, epochs=20)
+    for tid, v in (("0", 0.1), ("1", 0.9), ("2", 0.2)):
+        et.report(tid, 1, v)  # rung 1 closes: 1 goes on
+    et.report("1", 3, 0.9)  # paused at rung 2
+    et.report("3", 1, 0.5)  # paused at rung 1
+    et.report("4", 1, 0.6)  # paused at rung 1
+    assert et.next_promotion() == (1, "1")
+    assert et.close_highest() == (["1"], [])
+    assert et.next_promotion() == (0, "4")
+    assert et.close_highest() == (["4"], ["3"])
+    assert et.next_promotion() is None
+
+
+def test_median_rule_stops_below_the_median_of_eta_others_at_the_same_epoch():
+    et = EarlyTermination(EarlyTerminate("median", 2, 3), epochs=10)
+    for tid, v in (("0", 0.5), ("1", 0.6), ("2", 0.7)):
+        et.report(tid, 1, v - 0.1)
+        assert et.report(tid, 2, v)[0] == CONTINUE  # fewer than eta others at epoch 2
+    assert et.report("3", 1, 0.1)[0] == CONTINUE  # before min_iter
+    assert et.report("3", 2, 0.55)[0] == STOP  # median of 0.5, 0.6, 0.7 is 0.6
+    assert describe_decision(et.decisions["3"]) == "stopped at epoch 2 (below the median)"
+    et.report("4", 2, 0.65)
+    assert et.state_of("4") == "running"
+
+
+def test_state_round_trips_through_json():
+    et = hb()
+    et.report("0", 1, 0.1)
+    et.report("0", 2, 0.3)
+    again = hb()
+    again.set_state(json.loads(json.dumps(et.get_state())))
+    assert again.get_state() == et.get_state()
+    assert again.report("1", 2, 0.4) == (PAUSE, [], [])
+    assert describe_decision(again.decisions["0"]) == "paused at rung 1 (epoch 2)"

@@ -1,0 +1,236 @@
+"""Early termination of trials: successive halving that pauses, and the
+median stopping rule, decided from each trial's `val_f1` after every epoch.
+
+Pure bookkeeping, no Keras Tuner or TensorFlow: the oracle feeds it every
+epoch's report and asks it what to do when it must pick the next trial, and
+saves its state with its own (`EarlyTermination.get_state`).
+
+Why pausing: on one machine trials run one after another, so the
+asynchronous rule (ASHA, W&B's `early_terminate`: go on while fewer than
+`eta` trials have reached the rung) lets the first trial run all its epochs
+before a second one is tried. Here a trial that reaches a rung before
+`eta - 1` others pauses there (its epoch checkpoint is on disk); once `eta`
+trials have reached the rung, the best `1/eta` continue from their
+checkpoints, optimizer state and all, and the others stop. That is
+synchronous successive halving with no work thrown away.
+
+Decisions, as the oracle answers a report:
+- CONTINUE: train on;
+- PAUSE: end this run of the trial, keep its checkpoint; it is continued
+  later if promoted (the oracle queues it);
+- STOP: the trial is finished and scored by its best value so far.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+CONTINUE, PAUSE, STOP = "continue", "pause", "stop"
+TYPES = ("hyperband", "median")
+
+
+@dataclass(frozen=True)
+class EarlyTerminate:
+    """A space's `early_terminate:`, validated (W&B sweep vocabulary)."""
+
+    type: str
+    min_iter: int
+    eta: int = 3
+    max_iter: int | None = None
+
+    def rungs(self, epochs: int) -> list[int]:
+        """Epoch counts where hyperband decides: min_iter * eta**k, below the
+        trial's last epoch (a trial that trains to the end needs no decision)
+        and not beyond max_iter."""
+        if self.type != "hyperband":
+            return []
+        top = min(epochs, self.max_iter) if self.max_iter else epochs
+        out, r = [], self.min_iter
+        while r < top:
+            out.append(r)
+            r *= self.eta
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.type, "min_iter": self.min_iter, "eta": self.eta}
+        if self.max_iter is not None:
+            d["max_iter"] = self.max_iter
+        return d
+
+    def describe(self, epochs: int) -> str:
+        if self.type == "hyperband":
+            rungs = self.rungs(epochs)
+            at = ", ".join(map(str, rungs)) if rungs else "none (min_iter >= epochs)"
+            return f"hyperband early termination: rungs at epochs {at}, best 1/{self.eta} go on"
+        return (f"median stopping: from epoch {self.min_iter}, once {self.eta} trials got there, "
+                "a trial below their median stops")
+
+
+class EarlyTermination:
+    """Rung records and decisions for every trial of a search.
+
+    State (all JSON-able, saved with the oracle):
+    - `curves[tid][epoch]`: the trial's val metric at each epoch;
+    - `records[rung][tid]`: its best value up to that rung's epoch;
+    - `decisions[tid]`: {"state": running|paused|promoted|stopped,
+      "rung": k, "epoch": e} for the latest rung it reached;
+    - `pending[rung]`: paused trials at that rung waiting for a decision."""
+
+    def __init__(self, config: EarlyTerminate, epochs: int, goal: str = "max"):
+        self.config = config
+        self.epochs = epochs
+        self.goal = goal
+        self.rung_epochs = config.rungs(epochs)
+        self.curves: dict[str, dict[int, float]] = {}
+        self.records: dict[int, dict[str, float]] = {}
+        self.decisions: dict[str, dict[str, Any]] = {}
+        self.pending: dict[int, list[str]] = {}
+
+    # ------------------------------------------------------------ helpers
+
+    def _better(self, a: float, b: float) -> bool:
+        return a > b if self.goal == "max" else a < b
+
+    def best_so_far(self, tid: str, epoch: int) -> float | None:
+        vals = [v for e, v in self.curves.get(tid, {}).items() if e <= epoch and v is not None]
+        if not vals:
+            return None
+        return max(vals) if self.goal == "max" else min(vals)
+
+    def _ranked(self, rung: int, tids: list[str]) -> list[str]:
+        """Best first; ties go to the trial that reached the rung first."""
+        rec = self.records.get(rung, {})
+        order = list(rec)
+        sign = -1.0 if self.goal == "max" else 1.0
+        return sorted(tids, key=lambda t: (sign * rec.get(t, float("nan")), order.index(t)))
+
+    def state_of(self, tid: str) -> str:
+        return self.decisions.get(tid, {}).get("state", "running")
+
+    def paused(self) -> list[str]:
+        return [t for r in sorted(self.pending) for t in self.pending[r]]
+
+    # ------------------------------------------------------------ reports
+
+    def report(self, tid: str, epoch: int, value: float | None,
+               may_start_new: bool = True) -> tuple[str, list[str], list[str]]:
+        """One finished epoch of trial `tid` (1-based) with its val metric.
+
+        Returns (decision for `tid`, trials to promote, trials stopped while
+        paused). A report repeated after an interruption (same trial, same
+        rung) gets the decision already made, and changes nothing."""
+        self.curves.setdefault(tid, {})[int(epoch)] = value
+        if self.config.type == "median":
+            return self._median(tid, epoch), [], []
+        if epoch not in self.rung_epochs:
+            return CONTINUE, [], []
+        rung = self.rung_epochs.index(epoch)
+        if tid in self.records.get(rung, {}):
+            d = self.decisions.get(tid, {})
+            if d.get("rung") == rung:
+                return {"paused": PAUSE, "stopped": STOP}.get(d["state"], CONTINUE), [], []
+            return CONTINUE, [], []  # decided at this rung and then promoted past it
+        best = self.best_so_far(tid, epoch)
+        self.records.setdefault(rung, {})[tid] = best if best is not None else float("nan")
+        group = self.pending.setdefault(rung, []) + [tid]
+        if len(group) < self.config.eta and may_start_new:
+            self.pending[rung] = group
+            self.decisions[tid] = {"state": "paused", "rung": rung, "epoch": epoch}
+            return PAUSE, [], []
+        return self._close(rung, group, tid)
+
+    def _close(self, rung: int, group: list[str], arriving: str | None) -> tuple[str, list[str], list[str]]:
+        """The best len/eta (at least one) of `group` go on, the others stop."""
+        keep_n = max(1, len(group) // self.config.eta)
+        ranked = self._ranked(rung, group)
+        keep, drop = ranked[:keep_n], ranked[keep_n:]
+        epoch = self.rung_epochs[rung]
+        self.pending[rung] = []
+        promote, stopped = [], []
+        decision = CONTINUE
+        for t in keep:
+            self.decisions[t] = {"state": "promoted", "rung": rung, "epoch": epoch}
+            if t != arriving:
+                promote.append(t)
+        for t in drop:
+            self.decisions[t] = {"state": "stopped", "rung": rung, "epoch": epoch}
+            if t == arriving:
+                decision = STOP
+            else:
+                stopped.append(t)
+        return decision, promote, stopped
+
+    def _median(self, tid: str, epoch: int) -> str:
+        cfg = self.config
+        if epoch < cfg.min_iter or epoch >= self.epochs:
+            return CONTINUE
+        others = [self.best_so_far(t, epoch) for t, c in self.curves.items()
+                  if t != tid and epoch in c]
+        others = [v for v in others if v is not None]
+        if len(others) < cfg.eta:
+            return CONTINUE
+        mine = self.best_so_far(tid, epoch)
+        median = statistics.median(others)
+        if mine is None or self._better(median, mine):
+            self.decisions[tid] = {"state": "stopped", "rung": None, "epoch": epoch, "median": median}
+            return STOP
+        return CONTINUE
+
+    # ------------------------------------------------------------ endgame
+
+    def next_promotion(self) -> tuple[int, str] | None:
+        """The paused trial to continue when no new trial will start: the
+        best one at the highest rung that has any."""
+        for rung in sorted(self.pending, reverse=True):
+            if self.pending[rung]:
+                return rung, self._ranked(rung, self.pending[rung])[0]
+        return None
+
+    def close_highest(self) -> tuple[list[str], list[str]]:
+        """Decide the highest rung's waiting group with fewer than eta
+        trials: (promoted, stopped)."""
+        nxt = self.next_promotion()
+        if nxt is None:
+            return [], []
+        rung, _ = nxt
+        _, promote, stopped = self._close(rung, list(self.pending[rung]), None)
+        return promote, stopped
+
+    def forget(self, tid: str) -> None:
+        """A trial that failed: it waits for nothing."""
+        for rung in self.pending:
+            if tid in self.pending[rung]:
+                self.pending[rung].remove(tid)
+
+    # ------------------------------------------------------------ state
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "rung_epochs": self.rung_epochs,
+            "curves": {t: {str(e): v for e, v in c.items()} for t, c in self.curves.items()},
+            "records": {str(r): d for r, d in self.records.items()},
+            "decisions": self.decisions,
+            "pending": {str(r): ts for r, ts in self.pending.items()},
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.curves = {t: {int(e): v for e, v in c.items()} for t, c in state.get("curves", {}).items()}
+        self.records = {int(r): dict(d) for r, d in state.get("records", {}).items()}
+        self.decisions = dict(state.get("decisions", {}))
+        self.pending = {int(r): list(ts) for r, ts in state.get("pending", {}).items()}
+
+
+def describe_decision(d: dict[str, Any] | None) -> str | None:
+    """'stopped at epoch 2 (rung 1)', 'paused at rung 1 (epoch 2)' or None."""
+    if not d:
+        return None
+    rung = d.get("rung")
+    if d.get("state") == "stopped":
+        where = f" (rung {rung + 1})" if rung is not None else " (below the median)"
+        return f"stopped at epoch {d['epoch']}{where}"
+    if d.get("state") == "paused":
+        return f"paused at rung {rung + 1} (epoch {d['epoch']})"
+    return None
