@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from tuner.model.hypermodel import build_model, preprocess_layers, _init_caffe, ramp_schedule, trial_callbacks, unfreeze_top_blocks
+from tuner.model.hypermodel import (build_model, make_optimizer, preprocess_layers, _init_caffe, ramp_schedule,
+                                     trial_callbacks, unfreeze_top_blocks)
 from tuner.model.metrics import MacroScore
 from tuner.spaces import load_space
 
@@ -76,14 +77,99 @@ def test_preprocessing_in_the_model_equals_keras_preprocess_input(mode, fn):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
 
 
-def test_top_blocks_fine_tuning_freezes_the_rest_and_batchnorm():
-    model = build_model(values(backbone="resnet50v2", fine_tune="top", fine_tune_blocks=2))
-    backbone = next(l for l in model.layers if isinstance(l, keras.Model))
+def weights_file(directory, backbone: str, constructor: str) -> str:
+    """A local notop weights file whose BatchNorm statistics are not the
+    0/1 a fresh layer starts with, as ImageNet's are not."""
+    source = getattr(keras.applications, constructor)(include_top=False, weights=None, input_shape=(32, 32, 3),
+                                                      pooling="avg")
+    rng = np.random.default_rng(5)
+    for layer in source.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.5, layer.moving_mean.shape).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape).astype("float32"))
+    path = str(directory / f"{backbone}.weights.h5")
+    source.save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("weights")
+    return {"resnet50v2": weights_file(d, "resnet50v2", "ResNet50V2"),
+            "mobilenetv2": weights_file(d, "mobilenetv2", "MobileNetV2")}
+
+
+def backbone_of(model):
+    return next(l for l in model.layers if isinstance(l, keras.Model))
+
+
+def test_top_blocks_fine_tuning_freezes_the_rest_and_batchnorm(pretrained):
+    model = build_model(values(backbone="resnet50v2", weights=pretrained["resnet50v2"], fine_tune="top",
+                               fine_tune_blocks=2))
+    backbone = backbone_of(model)
     trainable = {l.name for l in backbone.layers if l.trainable and l.weights}
     assert trainable and all(n.startswith(("conv5_block2", "conv5_block3", "post")) for n in trainable)
     assert not any(isinstance(l, keras.layers.BatchNormalization) and l.trainable for l in backbone.layers)
-    frozen = build_model(values(backbone="resnet50", fine_tune="frozen"))
+    train_bn = backbone_of(build_model(values(backbone="resnet50v2", weights=pretrained["resnet50v2"],
+                                              fine_tune="top", fine_tune_blocks=2, batchnorm="train")))
+    bn = {l.name for l in train_bn.layers if isinstance(l, keras.layers.BatchNormalization) and l.trainable}
+    assert bn and {l.name for l in train_bn.layers if l.trainable and l.weights} == trainable | bn
+    assert all(n.startswith(("conv5_block2", "conv5_block3", "post")) for n in bn)
+    frozen = build_model(values(backbone="resnet50v2", weights=pretrained["resnet50v2"], fine_tune="frozen",
+                                batchnorm="train"))
     assert all(not w.trainable for l in frozen.layers if isinstance(l, keras.Model) for w in l.weights)
+
+
+def test_partial_fine_tuning_without_pretrained_weights_trains_everything():
+    """A search drawing fine_tune top with weights none (the validator allows
+    it only from choices) must not freeze random layers."""
+    for fine_tune in ("top", "frozen"):
+        backbone = backbone_of(build_model(values(backbone="resnet50v2", fine_tune=fine_tune)))
+        assert all(l.trainable for l in backbone.layers)
+
+
+def _bn_state(backbone):
+    return [(l.moving_mean.numpy().copy(), l.moving_variance.numpy().copy())
+            for l in backbone.layers if isinstance(l, keras.layers.BatchNormalization)]
+
+
+@pytest.mark.parametrize("batchnorm", ["frozen", "train"])
+def test_pretrained_batchnorm_stays_in_inference_mode_unless_trained(pretrained, batchnorm):
+    """Keras 3 ignores `backbone(x, training=False)` once the outer model
+    trains (keras-team/keras#20285): frozen must hold through a real fit."""
+    model = build_model(values(backbone="mobilenetv2", weights=pretrained["mobilenetv2"], fine_tune="full",
+                               batchnorm=batchnorm, learning_rate=1e-3))
+    model.compile(optimizer=model.optimizer, loss=model.loss, run_eagerly=True)
+    backbone = backbone_of(model)
+    before = _bn_state(backbone)
+    kernel = backbone.get_layer("Conv1").kernel.numpy().copy()
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    model.fit(x, keras.utils.to_categorical(rng.integers(0, 104, 8), 104), batch_size=4, epochs=1, verbose=0)
+    after = _bn_state(backbone)
+    assert not np.array_equal(kernel, backbone.get_layer("Conv1").kernel.numpy()), "the backbone did not train"
+    h = model.get_layer("preprocess")(x)
+    in_training = keras.ops.convert_to_numpy(backbone(h, training=True))
+    in_inference = keras.ops.convert_to_numpy(backbone(h, training=False))
+    if batchnorm == "frozen":
+        for (m0, v0), (m1, v1) in zip(before, after):
+            np.testing.assert_array_equal(m0, m1)
+            np.testing.assert_array_equal(v0, v1)
+        np.testing.assert_allclose(in_training, in_inference, rtol=1e-6, atol=1e-6)
+    else:
+        assert all(not np.array_equal(m0, m1) and not np.array_equal(v0, v1)
+                   for (m0, v0), (m1, v1) in zip(before, after))
+        assert not np.allclose(in_training, in_inference, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.1])
+def test_adamw_weight_decay_zero_means_none(decay):
+    """With a zero gradient only weight decay moves a weight."""
+    optimizer = make_optimizer("adamw", 0.1, decay)
+    w = keras.Variable(np.ones(3, "float32"))
+    optimizer.apply_gradients([(np.zeros(3, "float32"), w)])
+    moved = not np.array_equal(w.numpy(), np.ones(3, "float32"))
+    assert moved == (decay > 0)
 
 
 def test_unfreeze_top_blocks_counts_blocks():

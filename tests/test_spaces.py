@@ -194,6 +194,10 @@ def test_weights_path_accepted(tmp_path):
     (with_params("fine_tune_blocks: {min: 1.5, max: 4}\n"),
      "parameters.fine_tune_blocks.min", "not an int"),
     (with_params("backbone: xception\nimage_size: 64\n"), "parameters.image_size", "71"),
+    (with_params("weights: none\nfine_tune: top\n"), "parameters.fine_tune", "fine_tune: full"),
+    (with_params("weights: none\nfine_tune: {values: [full, frozen]}\n"),
+     "parameters.fine_tune", "frozen with weights none"),
+    (with_params("batchnorm: learn\n"), "parameters.batchnorm", "frozen, train"),
     ("method: grid\n", "method", "random, bayes, hyperband"),
     ("metric: {name: val_auc}\n", "metric.name", "val_f1"),
     ("metric: {name: val_loss, goal: maximize}\n", "metric.goal", "minimize"),
@@ -350,3 +354,30 @@ def test_declare_on_keras_tuner_hyperparameters():
     v2 = cpu.declare(hp2)
     assert isinstance(v2["fine_tune_blocks"], int) and 1 <= v2["fine_tune_blocks"] <= 4
     assert v2["epochs"] == 15 and "steps_per_epoch" not in v2  # train settings are not hps
+
+
+# ------------------------------------------------------- weights x fine_tune
+
+
+def test_batchnorm_is_a_dimension_frozen_by_default(tmp_path):
+    dim = spaces.DIMENSIONS["batchnorm"]
+    assert (dim.default, dim.choices) == ("frozen", ("frozen", "train"))
+    assert load_space(str(write(tmp_path, SMALL))).params["batchnorm"].value == "frozen"
+    s = load_space(str(write(tmp_path, with_params("batchnorm: {values: [frozen, train]}\n"))))
+    assert s.params["batchnorm"].values == ("frozen", "train") and "batchnorm" in s.varying
+
+
+def test_partial_fine_tuning_needs_pretrained_weights(tmp_path):
+    """A fixed `weights: none` cannot go with fine_tune top/frozen (it would
+    freeze random layers), also when --weights none makes it so; a choice
+    that only sometimes draws none is allowed (the hypermodel then trains
+    the full backbone)."""
+    cpu = load_space("cpu")  # fine_tune: top
+    with pytest.raises(SpaceError, match=r"parameters.fine_tune: top with weights none.*fine_tune: full"):
+        cpu.with_overrides(weights="none")
+    assert cpu.with_overrides(weights="/w/r50.h5").params["weights"].value == "/w/r50.h5"
+    mixed = load_space(str(write(tmp_path, with_params(
+        "weights: {values: [imagenet, none]}\nfine_tune: {values: [full, top]}\n"))))
+    assert mixed.varying == ("weights", "fine_tune")
+    scratch = load_space(str(write(tmp_path, with_params("weights: none\nfine_tune: full\n"))))
+    assert scratch.params["fine_tune"].value == "full"

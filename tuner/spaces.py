@@ -152,13 +152,22 @@ _CORE: tuple[Dimension, ...] = (
               paths=True, null_is_none=True),
     Dimension("fine_tune", "str", "full",
               "which backbone layers train: frozen (head only), full, or the "
-              "top fine_tune_blocks blocks", choices=("frozen", "full", "top")),
+              "top fine_tune_blocks blocks; frozen and top need pretrained "
+              "weights (a trial that draws them with weights none trains the "
+              "full backbone)", choices=("frozen", "full", "top")),
     Dimension("fine_tune_blocks", "int", 3,
               "backbone blocks trained when fine_tune is top", min=1),
     Dimension("bn_momentum", "float", 0.99,
               "momentum of the backbone's BatchNorm moving statistics; 0.9 lets "
               "them catch up in short runs from scratch (Keras' default is 0.99)",
               min=0.0, max=1.0, max_open=True),
+    Dimension("batchnorm", "str", "frozen",
+              "pretrained backbone BatchNorm layers: frozen (inference mode, "
+              "ImageNet statistics kept, Keras' transfer-learning advice) or "
+              "train (batch statistics, moving statistics and scale/offset "
+              "updated where the backbone trains, as the public notebooks do); "
+              "with weights none BatchNorm always trains",
+              choices=("frozen", "train")),
     Dimension("dropout", "float", 0.2, "dropout before the classifier",
               min=0.0, max=0.9),
     Dimension("dense_units", "int", 0,
@@ -933,6 +942,11 @@ def _check_consistency(space: Space, where: str) -> None:
             raise SpaceError(f"{where}: parameters.image_size: {smallest} px is below "
                              f"{b}'s minimum of {bb.min_size}; use image_size >= "
                              f"{bb.min_size} or another backbone")
+    partial = sorted(t for t in p["fine_tune"].possible() if t != "full")
+    if partial and set(p["weights"].possible()) == {"none"}:
+        raise SpaceError(f"{where}: parameters.fine_tune: {' and '.join(partial)} with weights none "
+                         f"would freeze randomly initialised layers; use fine_tune: full to train "
+                         f"from scratch, or weights imagenet or a weights file")
     if space.method == "hyperband" and p["epochs"].varying:
         raise SpaceError(f"{where}: parameters.epochs: cannot be searched with method "
                          f"hyperband (it allots epochs itself); fix it and set "

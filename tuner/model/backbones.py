@@ -19,6 +19,12 @@ class Backbone:
     preprocess: str
     #: smallest input side the application accepts
     min_size: int = 32
+    #: Keras adds `Rescaling(1/sqrt(IMAGENET_STDDEV))` after the stem
+    #: Normalization only when built with weights="imagenet" (EfficientNet
+    #: B0-B7): the hypermodel always builds weights=None and folds that factor
+    #: into the Normalization's variance when it loads pretrained weights, so
+    #: the architecture never depends on where the weights came from.
+    imagenet_rescale: bool = False
 
 
 BACKBONES: dict[str, Backbone] = {}
@@ -39,8 +45,8 @@ for _b in (
     Backbone("densenet201", "DenseNet201", "torch"),
     Backbone("xception", "Xception", "tf", min_size=71),
     Backbone("mobilenetv2", "MobileNetV2", "tf"),
-    Backbone("efficientnetb0", "EfficientNetB0", "none"),
-    Backbone("efficientnetb6", "EfficientNetB6", "none"),
+    Backbone("efficientnetb0", "EfficientNetB0", "none", imagenet_rescale=True),
+    Backbone("efficientnetb6", "EfficientNetB6", "none", imagenet_rescale=True),
 ):
     register(_b)
 

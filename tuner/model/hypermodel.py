@@ -51,9 +51,18 @@ def _init_caffe(layer: keras.layers.Layer) -> None:
 _BLOCK_RE = re.compile(r"^(.*?block_?\d+[a-z]?)_")
 
 
-def unfreeze_top_blocks(backbone: keras.Model, n: int) -> None:
-    """Train the last `n` blocks (and the layers after them); everything else,
-    and every BatchNormalization, stays frozen."""
+def freeze_batchnorm(backbone: keras.Model) -> None:
+    """Put every BatchNormalization in inference mode: in Keras 3 a
+    non-trainable BatchNormalization uses (and keeps) its moving statistics
+    even when the model trains, and its scale/offset stay fixed."""
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def unfreeze_top_blocks(backbone: keras.Model, n: int, train_bn: bool = False) -> None:
+    """Train the last `n` blocks (and the layers after them); everything else
+    stays frozen, and so does every BatchNormalization unless `train_bn`."""
     blocks: list[str] = []
     for layer in backbone.layers:
         m = _BLOCK_RE.match(layer.name)
@@ -67,10 +76,9 @@ def unfreeze_top_blocks(backbone: keras.Model, n: int) -> None:
             first = i
     backbone.trainable = True
     for i, layer in enumerate(backbone.layers):
-        trainable = first is not None and i >= first
-        if isinstance(layer, keras.layers.BatchNormalization):
-            trainable = False
-        layer.trainable = trainable
+        layer.trainable = first is not None and i >= first
+    if not train_bn:
+        freeze_batchnorm(backbone)
 
 
 def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0):
@@ -84,7 +92,8 @@ def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0):
         return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True,
                                     weight_decay=weight_decay or None)
     if name == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay or 0.004)
+        # 0 means none, not Keras' default of 0.004
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
     raise TunerError(f"unknown optimizer {name!r}; choose nadam, rmsprop, adam, sgd or adamw")
 
 
@@ -112,6 +121,44 @@ def resolve_weights(weights: str) -> str | None:
             f"weights file {weights} not found; give an existing .h5 file (notop), 'imagenet' or 'none'"
         )
     return path
+
+
+def build_backbone(spec: backbones.Backbone, weights: str | None, size: int, asked: str = "") -> keras.Model:
+    """The application without its top, built with weights=None whatever the
+    weights (so a checkpoint reloads into the same layers with weights none),
+    then loaded with `weights`: Keras builds some applications differently
+    for "imagenet" (see `Backbone.imagenet_rescale`)."""
+    ctor = getattr(keras.applications, spec.constructor)
+    shape = (size, size, 3)
+    backbone = ctor(include_top=False, weights=None, input_shape=shape, pooling="avg")
+    if weights is None:
+        return backbone
+    try:
+        if weights == "imagenet":
+            source = ctor(include_top=False, weights="imagenet", input_shape=shape, pooling="avg")
+            backbone.set_weights(source.get_weights())
+            del source
+        else:
+            backbone.load_weights(weights)
+    except Exception as e:  # download or file problems surface as many types
+        if weights == "imagenet":
+            raise TunerError(
+                f"ImageNet weights for {spec.name} could not be had ({str(e).splitlines()[0][:120]}); "
+                "connect to the internet once, copy the file into ~/.keras/models, or use --weights none / a local file"
+            ) from None
+        raise TunerError(f"cannot load weights {asked or weights} into {spec.name}: "
+                         f"{str(e).splitlines()[0][:160]}") from None
+    norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.Normalization)]
+    if spec.imagenet_rescale:
+        # Keras' ImageNet build divides the stem Normalization's output by
+        # sqrt(std) once more (its file stores std as the variance):
+        # (y - mean) / sqrt(var) / sqrt(std) == (y - mean) / sqrt(var * std).
+        # A local file is read as Keras' own ImageNet file.
+        norm = norms[0]
+        norm.adapt_variance.assign(norm.adapt_variance.numpy() * np.array(_TORCH_STD, "float32"))
+    for layer in norms:
+        layer.finalize_state()  # set_weights/assign leave its cached constants stale
+    return backbone
 
 
 class FlowerHyperModel(kt.HyperModel):
@@ -232,29 +279,27 @@ def build_model(v: dict[str, Any], jit_compile: str | bool = "auto", num_classes
         x = layer(x)
     if spec.preprocess == "caffe":
         _init_caffe(pre[0])
-    ctor = getattr(keras.applications, spec.constructor)
-    try:
-        backbone = ctor(include_top=False, weights=weights, input_shape=(size, size, 3), pooling="avg")
-    except Exception as e:  # download or file problems surface as many types
-        if weights == "imagenet":
-            raise TunerError(
-                f"ImageNet weights for {spec.name} could not be had ({str(e).splitlines()[0][:120]}); "
-                "connect to the internet once, copy the file into ~/.keras/models, or use --weights none / a local file"
-            ) from None
-        raise TunerError(f"cannot load weights {v['weights']} into {spec.name}: {str(e).splitlines()[0][:160]}") from None
+    backbone = build_backbone(spec, weights, size, v["weights"])
+    pretrained = weights is not None
+    # Nothing pretrained to keep: a search that draws fine_tune top/frozen with
+    # weights none (the space validator rejects it when weights is fixed none)
+    # trains the whole backbone, and its BatchNorm learns.
+    fine_tune = v.get("fine_tune", "full") if pretrained else "full"
+    train_bn = not pretrained or v.get("batchnorm", "frozen") == "train"
     momentum = float(v.get("bn_momentum", 0.99))
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum
-    fine_tune = v.get("fine_tune", "full")
-    pretrained = weights is not None
     if fine_tune == "frozen":
         backbone.trainable = False
     elif fine_tune == "top":
-        unfreeze_top_blocks(backbone, int(v.get("fine_tune_blocks", 3)))
-    # Pretrained BatchNorm statistics stay in inference mode (Keras' transfer
-    # learning advice); from scratch they must learn.
-    x = backbone(x, training=None if (fine_tune == "full" and not pretrained) else False)
+        unfreeze_top_blocks(backbone, int(v.get("fine_tune_blocks", 3)), train_bn=train_bn)
+    elif not train_bn:
+        freeze_batchnorm(backbone)
+    # No `training=False` here: Keras 3 replaces it with the outer call's
+    # training flag (keras-team/keras#20285). A BatchNormalization runs in
+    # inference mode exactly when it is not trainable.
+    x = backbone(x)
     dropout = float(v.get("dropout", 0.0))
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)

@@ -19,7 +19,10 @@ from tuner.data.classes import CLASS_NAMES, NUM_CLASSES
 
 def _inference_model(values: dict[str, Any], weights_path: str, num_classes: int = NUM_CLASSES):
     """The trial's architecture with its best-epoch weights, uncompiled, so
-    `model.keras` reloads with plain `keras.models.load_model`."""
+    `model.keras` reloads with plain `keras.models.load_model`. Built with
+    weights none: `build_backbone` gives the same layers whatever the weights
+    (pretrained EfficientNet's extra input scaling lives in a saved variance),
+    so the checkpoint restores the trained network exactly."""
     import keras
 
     from tuner.model.hypermodel import build_model
