@@ -4,6 +4,7 @@ survives the edge cases an export folder meets (one epoch, failed trials)."""
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 
@@ -314,3 +315,11 @@ def test_no_open_figures_after_many_calls(tmp_path):
     plots.plot_importance([{"x": 1}, {"x": 2}], [0.1, 0.2], tmp_path / "i.png")
     assert plt.get_fignums() == before == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "cm.png", "i.png", "s.png"]
+
+
+def test_intermediate_plot_marks_stopped_and_paused_trials(tmp_path):
+    curves = [("0", [(1, 0.1), (2, 0.2), (3, 0.4)], "completed"), ("1", [(1, 0.05)], "stopped"),
+              ("2", [(1, 0.12), (2, 0.3)], "paused"), ("3", [], "failed")]
+    out = plots.plot_intermediate(curves, tmp_path / "i.png", rungs=[1, 2])
+    assert os.path.getsize(out) > 5000
+    assert plots.plot_intermediate([("0", [], "failed")], tmp_path / "e.png").endswith("e.png")

@@ -59,10 +59,11 @@ DISTRIBUTIONS = ("uniform", "log_uniform_values", "int_uniform")
 CACHE_VALUES = ("auto", "true", "false")
 
 TOP_KEYS = ("name", "description", "method", "metric", "run_cap", "seed",
-            "data", "train", "hyperband", "parameters")
+            "data", "train", "hyperband", "early_terminate", "parameters")
 TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_per_replica",
               "validation_steps", "cache", "jit_compile")
 HYPERBAND_KEYS = ("factor", "iterations")
+EARLY_KEYS = ("type", "min_iter", "eta", "max_iter")
 METRIC_KEYS = ("name", "goal")
 SPEC_KEYS = ("value", "values", "min", "max", "distribution", "q")
 
@@ -355,6 +356,8 @@ class Space:
     #: every dimension of DIMENSIONS, in its order; left-out ones fixed
     params: dict[str, Param]
     text: str = ""
+    #: W&B's `early_terminate` (tuner.engine.rungs.EarlyTerminate) or None
+    early_terminate: Any = None
     varying: tuple[str, ...] = field(init=False)
     fingerprint: str = field(init=False)
 
@@ -380,6 +383,8 @@ class Space:
             "train": self.train.to_dict(),
             "hyperband": self.hyperband.to_dict(),
             "parameters": {n: p.to_dict() for n, p in self.params.items()},
+            # only when set, so projects begun before the key existed still match
+            **({"early_terminate": self.early_terminate.to_dict()} if self.early_terminate else {}),
         }
 
     def defaults(self) -> dict[str, Any]:
@@ -793,14 +798,36 @@ class _Validator:
             iterations=self.int_(hb.get("iterations", 1), "hyperband.iterations", 1),
         )
 
+        early = self.early_terminate(doc.get("early_terminate"))
         params = self.parameters(doc.get("parameters"), train)
         space = Space(name=name, description=description.strip(), path=self.path,
                       method=method, objective_name=objective,
                       goal="max" if goal == "maximize" else "min",
                       run_cap=run_cap, seed=seed, data=data, train=train,
-                      hyperband=hyperband, params=params, text=text)
+                      hyperband=hyperband, params=params, text=text, early_terminate=early)
         _check_consistency(space, self.where)
         return space
+
+    def early_terminate(self, raw: Any):
+        """W&B's `early_terminate: {type, min_iter, eta, max_iter}`."""
+        from tuner.engine.rungs import TYPES, EarlyTerminate
+
+        if raw is None:
+            return None
+        et = self.mapping(raw, "early_terminate")
+        self.keys(et, EARLY_KEYS, "early_terminate.")
+        if "type" not in et:
+            raise self.fail("early_terminate.type", "missing", "choose one of " + ", ".join(TYPES))
+        kind = self.choice(et["type"], "early_terminate.type", TYPES)
+        if "min_iter" not in et:
+            raise self.fail("early_terminate.min_iter", "missing",
+                            "expected an int >= 1: the epochs a trial trains before its first decision")
+        return EarlyTerminate(
+            type=kind,
+            min_iter=self.int_(et["min_iter"], "early_terminate.min_iter", 1),
+            eta=self.int_(et.get("eta", 3), "early_terminate.eta", 2),
+            max_iter=self.int_(et.get("max_iter"), "early_terminate.max_iter", 1, null=True),
+        )
 
     # ------------------------------------------------------------- parameters
 
@@ -942,6 +969,19 @@ def _check_consistency(space: Space, where: str) -> None:
             raise SpaceError(f"{where}: parameters.image_size: {smallest} px is below "
                              f"{b}'s minimum of {bb.min_size}; use image_size >= "
                              f"{bb.min_size} or another backbone")
+    et = space.early_terminate
+    if et is not None:
+        if space.method == "hyperband":
+            raise SpaceError(f"{where}: early_terminate: cannot be combined with method hyperband "
+                             "(Keras Tuner's Hyperband stops trials itself); use method random or bayes, "
+                             "or remove early_terminate")
+        most = max(int(e) for e in p["epochs"].possible()) if "epochs" in p else space.train.epochs
+        if et.min_iter > most:
+            raise SpaceError(f"{where}: early_terminate.min_iter: {et.min_iter} is above the "
+                             f"{most} epochs a trial trains; expected an int in [1, {most}]")
+        if et.max_iter is not None and et.max_iter < et.min_iter:
+            raise SpaceError(f"{where}: early_terminate.max_iter: {et.max_iter} is below min_iter "
+                             f"{et.min_iter}; expected an int >= {et.min_iter}")
     partial = sorted(t for t in p["fine_tune"].possible() if t != "full")
     if partial and set(p["weights"].possible()) == {"none"}:
         raise SpaceError(f"{where}: parameters.fine_tune: {' and '.join(partial)} with weights none "

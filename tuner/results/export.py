@@ -108,6 +108,24 @@ def scores(y_true, y_pred, class_names=CLASS_NAMES) -> dict[str, Any]:
     }
 
 
+def plot_trial_curves(meta: dict, trials: list, path: str) -> str:
+    """Every trial's val F1 by epoch, with the rungs of early termination."""
+    from tuner.engine.checkpoint import read_history
+    from tuner.engine.rungs import EarlyTerminate
+    from tuner.results import plots
+
+    objective = meta["space"].get("metric", {}).get("name", "val_f1")
+    goal = "max" if meta["space"].get("metric", {}).get("goal", "maximize") == "maximize" else "min"
+    et = meta["space"].get("early_terminate")
+    rungs = EarlyTerminate(**et).rungs(int(meta["space"]["train"]["epochs"])) if et else []
+    curves = []
+    for t in trials:
+        rows = read_history(t.trial_dir)
+        state = "stopped" if (t.decision or "").startswith("stopped") else t.state
+        curves.append((t.trial_id, [(int(r["epoch"]), r.get(objective)) for r in rows], state))
+    return plots.plot_intermediate(curves, path, rungs=rungs, goal=goal)
+
+
 def _importance(meta: dict[str, Any], trials: list, out: str) -> tuple[str, list[str]]:
     """importance.png and its report.md lines. Left out below
     MIN_IMPORTANCE_TRIALS scored trials: a forest fit to a handful of trials
@@ -116,7 +134,7 @@ def _importance(meta: dict[str, Any], trials: list, out: str) -> tuple[str, list
     from tuner.results.trials import varying_names
 
     path = os.path.join(out, "importance.png")
-    trial_scores = [t.score if t.state == "completed" else None for t in trials]
+    trial_scores = [t.score if t.has_result else None for t in trials]
     scored = sum(1 for s in trial_scores if s is not None and math.isfinite(s))
     need = plots.MIN_IMPORTANCE_TRIALS
     if scored < need:
@@ -213,10 +231,12 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     images = np.stack([x.numpy() for x, _ in data.decoded("val", ordered=True).take(24)])
     plots.plot_predictions(images, y_true[:24], y_pred[:24], list(classes), os.path.join(out, "predictions.png"))
     goal = "max" if meta["space"].get("metric", {}).get("goal", "maximize") == "maximize" else "min"
-    plots.plot_search([(t.trial_id, t.score if t.state == "completed" else None) for t in trials],
+    plots.plot_search([(t.trial_id, t.score if t.has_result else None) for t in trials],
                       os.path.join(out, "search.png"), goal=goal)
+    plot_trial_curves(meta, trials, os.path.join(out, "trials_by_epoch.png"))
     importance_plot, importance_lines = _importance(meta, trials, out)
-    yield f"plots: curves.png, confusion_matrix.png, predictions.png, search.png, {importance_plot}"
+    yield (f"plots: curves.png, confusion_matrix.png, predictions.png, search.png, trials_by_epoch.png, "
+           f"{importance_plot}")
 
     top = best_trials(meta, trials, 5)
     lines = [
@@ -259,6 +279,10 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
         "## The search",
         "",
         "![search](search.png)",
+        "",
+        "Every trial's val F1 by epoch (stopped trials end in a red x at their rung, paused ones in a circle):",
+        "",
+        "![trials by epoch](trials_by_epoch.png)",
         "",
         *importance_lines,
         "## All trials",

@@ -515,6 +515,51 @@ def plot_search(
     return _save(fig, path)
 
 
+def plot_intermediate(
+    curves: Sequence[tuple[str, Sequence[tuple[int, float | None]], str]],
+    path: str | os.PathLike,
+    rungs: Sequence[int] = (),
+    goal: str = "max",
+) -> str:
+    """Every trial's val F1 by epoch (Optuna's intermediate-values plot) -> PNG.
+
+    `curves` is ``[(trial_id, [(epoch, value), ...], state), ...]`` with state
+    "stopped", "paused" or anything else (trained on); stopped trials end in a
+    red x at their rung, paused ones in a hollow circle. `rungs` draws the
+    early-termination rungs as dotted lines."""
+    curves = [c for c in (curves or []) if any(math.isfinite(_to_float(v)) for _, v in c[1])]
+    if not curves:
+        return _message_figure(path, "Val F1 by epoch", "no epochs yet")
+    fig = _new_figure((9.0, 5.5))
+    ax = fig.add_subplot()
+    ax.grid(True, alpha=0.3)
+    for r in rungs:
+        ax.axvline(r, color=_GREY, linestyle=":", linewidth=1)
+    finals = [(tid, max(_to_float(v) for _, v in pts) if goal == "max" else min(_to_float(v) for _, v in pts))
+              for tid, pts, _ in curves]
+    best = (max if goal == "max" else min)(finals, key=lambda tv: tv[1])[0]
+    shown = set()
+    for i, (tid, pts, state) in enumerate(curves):
+        e = np.asarray([p[0] for p in pts], dtype=float)
+        v = np.asarray([_to_float(p[1]) for p in pts], dtype=float)
+        color = "C1" if tid == best else "C0"
+        ax.plot(e, v, "-", color=color, alpha=0.95 if tid == best else 0.45,
+                linewidth=2.2 if tid == best else 1.2, label=f"best: trial {tid}" if tid == best else None)
+        if state in ("stopped", "paused"):
+            kw = ({"marker": "x", "color": _RED, "markersize": 8, "markeredgewidth": 2}
+                  if state == "stopped" else
+                  {"marker": "o", "markerfacecolor": "none", "markeredgecolor": "C2", "markersize": 8})
+            ax.plot([e[-1]], [v[-1]], linestyle="none", label=None if state in shown else state, **kw)
+            shown.add(state)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val F1")
+    n_stop = sum(1 for c in curves if c[2] == "stopped")
+    n_pause = sum(1 for c in curves if c[2] == "paused")
+    ax.set_title(f"Val F1 by epoch: {len(curves)} trials, {n_stop} stopped early, {n_pause} paused")
+    ax.legend(loc="best", fontsize=9)
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------
 # hyperparameter importance
 # --------------------------------------------------------------------------

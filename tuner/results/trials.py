@@ -34,12 +34,21 @@ class TrialInfo:
     seconds: float = 0.0
     replicas: int = 1
     worker: str | None = None
+    decision: str | None = None  # early termination: "stopped at epoch 2 (rung 1)", "paused at rung 1 (epoch 2)"
 
     @property
     def score(self) -> float | None:
         return self.metrics.get("val_f1")
 
+    @property
+    def has_result(self) -> bool:
+        """Finished, stopped early or paused at a rung: its best epoch's
+        weights and metrics are saved and count."""
+        return self.state in ("completed", "paused")
+
     def state_text(self) -> str:
+        if self.decision:
+            return self.decision
         if self.state == "interrupted":
             return f"interrupted at epoch {self.epochs_done}"
         if self.state == "failed" and self.reason:
@@ -72,6 +81,10 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
     from tuner.engine.leases import read_leases
 
     leases = read_leases(project)
+    from tuner.engine.rungs import describe_decision
+
+    oracle = _read_json(os.path.join(project, "oracle.json")) or {}
+    decisions = ((oracle.get("flower_tuner") or {}).get("early_terminate") or {}).get("decisions", {})
     trials = []
     names = sorted((n for n in storage.listdir(project) if n.startswith("trial_")), key=lambda n: (len(n), n))
     for name in names:
@@ -82,7 +95,12 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
         pointer = _read_json(os.path.join(tdir, "resume.json")) or {}
         rows = _history(tdir)
         status = t.get("status", "RUNNING")
+        decision = describe_decision(decisions.get(t["trial_id"]))
         state = {"COMPLETED": "completed", "FAILED": "failed", "INVALID": "failed"}.get(status)
+        if state is None and status == "IDLE" and decision and decision.startswith("paused"):
+            state = "paused"
+        if state not in ("completed", "paused"):
+            decision = None
         if state is None:
             state = "running" if running else ("interrupted" if rows else "pending")
         reason = t.get("message") if state == "failed" else None
@@ -94,6 +112,7 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
             seconds=sum(r.get("seconds") or 0.0 for r in rows),
             replicas=int(pointer.get("replicas", 1)),
             worker=(leases.get(t["trial_id"]) or {}).get("worker") or pointer.get("worker"),
+            decision=decision,
         )
         if info.worker == "tuner0":  # a one-machine search: no worker to name
             info.worker = None
@@ -116,7 +135,7 @@ def varying_names(meta: dict[str, Any]) -> list[str]:
 def best_trials(meta: dict[str, Any], trials: list[TrialInfo], k: int = 1) -> list[TrialInfo]:
     objective = meta["space"].get("metric", {}).get("name", "val_f1")
     goal_max = meta["space"].get("metric", {}).get("goal", "maximize") == "maximize"
-    done = [t for t in trials if t.state == "completed" and t.metrics.get(objective) is not None]
+    done = [t for t in trials if t.has_result and t.metrics.get(objective) is not None]
     done.sort(key=lambda t: t.metrics[objective], reverse=goal_max)
     return done[:k]
 

@@ -1,0 +1,245 @@
+"""Early termination and the time budget: the oracle in-process (real Keras
+Tuner oracles, scripted reports), then real searches on records the tests
+write, killed with real signals where it matters."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras_tuner as kt
+import pytest
+
+from conftest import REPO, run_cli, write_dataset, write_space
+from test_faults import ENV, FAULTS, history_epochs, retrained_after_save, snapshot
+from tuner.engine.rungs import EarlyTerminate
+from tuner.engine.tuner import TUNERS
+
+RandomOracle = TUNERS["random"][1]
+KEY = "resnet50v2@32"
+
+
+def make_oracle(tmp_path, et=("hyperband", 2, 3), epochs=6, trials=9, deadline=None):
+    oracle = RandomOracle(objective=kt.Objective("val_f1", "max"), max_trials=trials, seed=1,
+                          early_terminate=EarlyTerminate(*et) if et else None, epochs=epochs, deadline=deadline)
+    hp = kt.HyperParameters()
+    hp.Float("learning_rate", 1e-4, 1e-2)
+    hp.Fixed("backbone", "resnet50v2")
+    hp.Fixed("image_size", 32)
+    oracle.update_space(hp)
+    oracle._set_project_dir(str(tmp_path), "proj")
+    return oracle
+
+
+def epoch(oracle, tid, e, f1, seconds=None):
+    metrics = {"val_f1": f1}
+    if seconds is not None:
+        metrics.update({"tuner/epoch_seconds": seconds, "tuner/first_epoch": 1.0 if e == 1 else 0.0})
+    return oracle.update_trial(tid, metrics, step=e).status
+
+
+def end(oracle, trial):
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+
+
+def test_oracle_pauses_promotes_and_stops_through_keras_tuners_statuses(tmp_path):
+    oracle = make_oracle(tmp_path)
+    t0 = oracle.create_trial("tuner0")
+    assert epoch(oracle, t0.trial_id, 1, 0.2) == "RUNNING"
+    assert epoch(oracle, t0.trial_id, 2, 0.6) == "IDLE"  # first at rung 1: pause
+    end(oracle, t0)
+    assert oracle.trials["0"].status == "IDLE" and oracle.trials["0"].score == 0.6
+    t1 = oracle.create_trial("tuner0")
+    assert epoch(oracle, t1.trial_id, 2, 0.1) == "IDLE"
+    end(oracle, t1)
+    t2 = oracle.create_trial("tuner0")
+    assert epoch(oracle, t2.trial_id, 2, 0.3) == "STOPPED"  # rung full: 0 goes on, 1 and 2 stop
+    end(oracle, t2)
+    assert oracle.trials["1"].status == "COMPLETED" and oracle.trials["1"].score == 0.1  # counts, scored
+    assert oracle.trials["2"].status == "COMPLETED"
+    again = oracle.create_trial("tuner0")
+    assert again.trial_id == "0" and again.status == "RUNNING"  # continued before any new trial
+    assert oracle.end_order == ["1", "2"]
+
+
+def test_an_epoch_reported_again_replaces_its_first_report(tmp_path):
+    oracle = make_oracle(tmp_path, et=None)
+    t = oracle.create_trial("tuner0")
+    epoch(oracle, t.trial_id, 1, 0.2)
+    epoch(oracle, t.trial_id, 2, 0.9)  # lost in a kill before its checkpoint ...
+    epoch(oracle, t.trial_id, 2, 0.5)  # ... and trained again
+    end(oracle, t)
+    assert oracle.trials["0"].score == 0.5  # Keras Tuner alone would say mean(0.9, 0.5) = 0.7
+
+
+def test_a_budget_that_cannot_fit_a_first_rung_starts_no_trial(tmp_path):
+    oracle = make_oracle(tmp_path, deadline=time.monotonic() + 25.0)
+    t = oracle.create_trial("tuner0")  # nothing measured yet: start one
+    assert t.status == "RUNNING"
+    assert epoch(oracle, t.trial_id, 1, 0.2, seconds=20.0) == "RUNNING"  # build, trace and the first epoch
+    # A new trial needs 30 s to reach the rung: none can join trial 0 there,
+    # so it goes on at once rather than pause.
+    assert epoch(oracle, t.trial_id, 2, 0.3, seconds=10.0) == "RUNNING"
+    end(oracle, t)
+    assert oracle.create_trial("tuner0").status == "STOPPED"
+    assert oracle.budget_refused and list(oracle.trials) == ["0"]
+
+
+def test_endgame_continues_the_best_paused_trial_instead_of_exploring(tmp_path):
+    oracle = make_oracle(tmp_path, deadline=time.monotonic() + 1000.0)
+    t = oracle.create_trial("tuner0")
+    epoch(oracle, t.trial_id, 1, 0.2, seconds=20.0)
+    epoch(oracle, t.trial_id, 2, 0.3, seconds=10.0)
+    end(oracle, t)
+    assert oracle.create_trial("tuner0").trial_id == "1"  # plenty of time: explore
+    failed = oracle.trials["1"]
+    failed.status = "FAILED"
+    oracle.end_trial(failed)
+    # 30 s for a new trial to reach its rung + 50 s to take trial 0 to its next
+    # rung (epoch 6) do not fit in 70 s: continue trial 0 now
+    oracle.deadline.at = time.monotonic() + 70.0
+    assert oracle.create_trial("tuner0").trial_id == "0"
+
+
+def test_two_workers_share_one_set_of_rungs(tmp_path):
+    oracle = make_oracle(tmp_path, et=("hyperband", 1, 2), epochs=4)
+    a = oracle.create_trial("w1")
+    b = oracle.create_trial("w2")
+    assert epoch(oracle, a.trial_id, 1, 0.5) == "IDLE"
+    end(oracle, a)
+    assert epoch(oracle, b.trial_id, 1, 0.7) == "RUNNING"  # the pair is complete and b is best
+    assert epoch(oracle, b.trial_id, 2, 0.8) == "IDLE"  # first at rung 2, while w1 explores
+    end(oracle, b)
+    c = oracle.create_trial("w1")
+    assert c.trial_id == "2"
+    assert oracle.trials["0"].status == "COMPLETED"
+    state = oracle.get_state()["flower_tuner"]["early_terminate"]
+    assert state["records"] == {"0": {"0": 0.5, "1": 0.7}, "1": {"1": 0.8}}
+
+
+# ---------------------------------------------------------------- real searches
+
+
+@pytest.fixture(scope="module")
+def ten_classes(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("ten"), sizes=(32,), classes=10, per_class_train=12,
+                         per_class_val=4, n_test=10, files=2)
+
+
+#: trial 0 draws the learning rate that learns (seed checked in the test)
+ET_SPACE = """\
+name: et
+method: random
+run_cap: 2
+seed: {seed}
+train: {{epochs: 3, steps_per_epoch: 4, batch_per_replica: 8, jit_compile: false}}
+early_terminate: {{type: hyperband, min_iter: 1, eta: 2}}
+parameters:
+  backbone: {{value: resnet50v2}}
+  weights: {{value: none}}
+  image_size: {{value: 32}}
+  optimizer: {{value: adam}}
+  learning_rate: {{values: [3.0e-3, 1.0e-9]}}
+  callback: {{value: none}}
+  bn_momentum: {{value: 0.6}}
+"""
+
+
+def et_args(tmp_path, root, seed=3):
+    space = write_space(tmp_path / "et.yaml", ET_SPACE.format(seed=seed))
+    return ["--space", str(space), "--data", str(root), "--project", str(tmp_path / "proj")]
+
+
+def early_state(project: Path) -> dict:
+    return json.loads((project / "oracle.json").read_text())["flower_tuner"]["early_terminate"]
+
+
+def lr_of(project: Path, tid: str) -> float:
+    return json.loads((project / f"trial_{tid}" / "trial.json").read_text())["hyperparameters"]["values"][
+        "learning_rate"]
+
+
+def test_a_trial_that_cannot_learn_stops_at_the_first_rung_and_the_best_continues(ten_classes, tmp_path):
+    args = et_args(tmp_path, ten_classes)
+    project = tmp_path / "proj"
+    r = run_cli("search", "--plain", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert lr_of(project, "0") == 3.0e-3  # the seed gives the learner first, so it pauses then goes on
+    decisions = early_state(project)["decisions"]
+    assert decisions["1"] == {"state": "stopped", "rung": 0, "epoch": 1}, r.stdout
+    assert decisions["0"]["state"] == "promoted"
+    assert "trial 0 paused" in r.stdout and "trial 0 (1 of 2), resuming after epoch 1" in r.stdout, r.stdout
+    assert "trial 1 stopped" in r.stdout
+    assert history_epochs(project / "trial_0") == [1, 2, 3]
+    assert history_epochs(project / "trial_1") == [1]
+    trials = {t: json.loads((project / f"trial_{t}" / "trial.json").read_text()) for t in "01"}
+    assert trials["1"]["status"] == "COMPLETED"  # a stopped trial counts, scored by its best epoch
+    # the optimizer state came back with the weights: Adam's step count at
+    # the best epoch is that epoch's 4 steps each, not 4 fewer
+    import h5py
+
+    with h5py.File(project / "trial_0" / "checkpoint.weights.h5") as f:
+        iterations = int(f["optimizer/vars/0"][()])  # Keras 3 stores the step count first
+    best = int(json.loads((project / "trial_0" / "resume.json").read_text())["best_epoch"])
+    assert best >= 2, "the check below needs a best epoch after the pause"
+    assert iterations == best * 4, (best, iterations)
+    assert "time spent: 4 epochs trained" in r.stdout, r.stdout
+    st = run_cli("status", "--project", str(project))
+    assert "stopped at epoch 1 (rung 1)" in st.stdout, st.stdout
+    # the same command again: nothing is trained, no decision changes
+    before = snapshot(project)
+    again = run_cli("search", "--plain", *args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not retrained_after_save(before, again.stdout)
+    assert " epoch " not in again.stdout.replace("time spent: 0 epochs", "")
+    assert early_state(project)["decisions"] == decisions
+
+
+def test_a_kill_between_the_rung_report_and_the_pause_gives_the_same_decision_once(ten_classes, tmp_path):
+    args = et_args(tmp_path, ten_classes)
+    project = tmp_path / "proj"
+    killed = subprocess.run([sys.executable, str(FAULTS), "--kill-at", "rung-decision", "--", "search", "--plain",
+                             *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=900)
+    assert "[faults] SIGKILL at rung-decision (pause trial 0 at epoch 1)" in killed.stdout, killed.stdout
+    assert early_state(project)["decisions"]["0"]["state"] == "paused"
+    before = snapshot(project)
+    r = run_cli("search", "--plain", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not retrained_after_save(before, r.stdout), r.stdout  # trial 0 paused again at once
+    state = early_state(project)
+    assert state["records"]["0"] == {"0": pytest.approx(state["curves"]["0"]["1"]),
+                                     "1": pytest.approx(state["curves"]["1"]["1"])}
+    assert history_epochs(project / "trial_0") == [1, 2, 3]
+    assert history_epochs(project / "trial_1") == [1]
+
+
+@pytest.mark.parametrize("block,message", [
+    ("{type: asha, min_iter: 1}", "early_terminate.type: 'asha' is not allowed; choose one of hyperband, median"),
+    ("{type: hyperband, min_iter: 1, eta: 1}", "early_terminate.eta: 1 is too small; expected an int >= 2"),
+    ("{type: hyperband, min_iter: 0}", "early_terminate.min_iter: 0 is too small; expected an int >= 1"),
+    ("{type: hyperband, min_iter: 9}", "early_terminate.min_iter: 9 is above the 3 epochs a trial trains"),
+    ("{type: hyperband}", "early_terminate.min_iter: missing"),
+    ("{type: median, min_iter: 1, patience: 2}", "early_terminate.patience: unknown key"),
+])
+def test_a_malformed_early_terminate_is_one_line(tmp_path, block, message):
+    from tuner.errors import SpaceError
+    from tuner.spaces import load_space
+
+    text = ET_SPACE.format(seed=1).replace("{type: hyperband, min_iter: 1, eta: 2}", block)
+    path = write_space(tmp_path / "bad.yaml", text)
+    with pytest.raises(SpaceError) as e:
+        load_space(str(path))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_early_terminate_with_keras_tuners_hyperband_is_refused_by_the_cli(tmp_path):
+    text = ET_SPACE.format(seed=1).replace("method: random", "method: hyperband")
+    path = write_space(tmp_path / "hb.yaml", text)
+    r = run_cli("search", "--space", str(path), "--data", str(tmp_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "early_terminate: cannot be combined with method hyperband" in r.stderr.strip()
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
