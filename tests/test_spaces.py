@@ -381,3 +381,22 @@ def test_partial_fine_tuning_needs_pretrained_weights(tmp_path):
     assert mixed.varying == ("weights", "fine_tune")
     scratch = load_space(str(write(tmp_path, with_params("weights: none\nfine_tune: full\n"))))
     assert scratch.params["fine_tune"].value == "full"
+
+
+def test_a_project_begun_before_a_new_dimension_still_resumes(tmp_path):
+    """A dimension added later (here `batchnorm`) at its default is no change;
+    any real change still refuses the resume."""
+    from tuner.engine import project as proj
+    from tuner.errors import ProjectError
+    from tuner.search import SearchOptions, prepare
+
+    space = load_space("cpu")
+    old = space.to_dict()
+    old["parameters"].pop("batchnorm")
+    project = str(tmp_path / "p")
+    proj.write_meta(project, {"space": old, "space_text": space.text, "data": str(tmp_path)})
+    prepare(SearchOptions(space="cpu", project=project, data=str(tmp_path)), need_data=False)
+    old["parameters"]["optimizer"] = {"values": ["sgd"]}
+    proj.write_meta(project, {"space": old, "space_text": space.text, "data": str(tmp_path)})
+    with pytest.raises(ProjectError, match="parameters.optimizer"):
+        prepare(SearchOptions(space="cpu", project=project, data=str(tmp_path)), need_data=False)

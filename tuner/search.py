@@ -121,7 +121,7 @@ def prepare(opts: SearchOptions, log=print, need_data: bool = True):
             old, new = dict(meta["space"]), space.to_dict()
             old.pop("run_cap", None)
             new.pop("run_cap", None)
-            changes = diff(old, new)
+            changes = diff(old, _without_new_defaults(old, new))
             if changes:
                 raise ProjectError(
                     f"the space changed since the search in {project} began ({'; '.join(changes)}); "
@@ -134,6 +134,19 @@ def prepare(opts: SearchOptions, log=print, need_data: bool = True):
             raise
         root, is_demo = None, False  # the chief only serves the oracle
     return space, project, root, is_demo
+
+
+def _without_new_defaults(old: dict, new: dict) -> dict:
+    """`new` less the dimensions a later flower-tuner added that the project
+    does not know and that stay at their default: a project begun before a
+    dimension existed (e.g. `batchnorm`) resumes as it was."""
+    from tuner.spaces import dimensions
+
+    dims = dimensions()
+    known = old.get("parameters", {})
+    params = {n: p for n, p in new.get("parameters", {}).items()
+              if n in known or n not in dims or p != {"value": dims[n].default}}
+    return {**new, "parameters": params}
 
 
 def run_search(opts: SearchOptions, progress=None) -> SearchResult:
