@@ -89,19 +89,37 @@ def test_a_budget_that_cannot_fit_a_first_rung_starts_no_trial(tmp_path):
     assert oracle.budget_refused and list(oracle.trials) == ["0"]
 
 
-def test_endgame_continues_the_best_paused_trial_instead_of_exploring(tmp_path):
-    oracle = make_oracle(tmp_path, deadline=time.monotonic() + 1000.0)
+def test_no_endgame_before_eta_trials_met_at_the_first_rung(tmp_path):
+    oracle = make_oracle(tmp_path, deadline=time.monotonic() + 70.0)
     t = oracle.create_trial("tuner0")
     epoch(oracle, t.trial_id, 1, 0.2, seconds=20.0)
-    epoch(oracle, t.trial_id, 2, 0.3, seconds=10.0)
+    assert epoch(oracle, t.trial_id, 2, 0.3, seconds=10.0) == "IDLE"
     end(oracle, t)
-    assert oracle.create_trial("tuner0").trial_id == "1"  # plenty of time: explore
-    failed = oracle.trials["1"]
+    # 30 s to a new trial's rung + 50 s for trial 0's next rung > 70 s, but
+    # one configuration is no search: a second trial starts while it fits
+    assert oracle.create_trial("tuner0").trial_id == "1"
+
+
+def test_endgame_continues_the_best_paused_trial_instead_of_exploring(tmp_path):
+    oracle = make_oracle(tmp_path, epochs=20, deadline=time.monotonic() + 1000.0)  # rungs 2, 6, 18
+    for tid, f1 in (("0", 0.3), ("1", 0.1), ("2", 0.2)):
+        t = oracle.create_trial("tuner0")
+        assert t.trial_id == tid  # plenty of time: explore
+        epoch(oracle, tid, 1, f1 / 2, seconds=20.0)
+        epoch(oracle, tid, 2, f1, seconds=10.0)
+        end(oracle, t)
+    t0 = oracle.create_trial("tuner0")
+    assert t0.trial_id == "0"  # the rung is full: 0 goes on
+    for e in range(3, 7):
+        epoch(oracle, "0", e, 0.4, seconds=10.0)  # paused at rung 2 (epoch 6)
+    end(oracle, t0)
+    assert oracle.create_trial("tuner0").trial_id == "3"
+    failed = oracle.trials["3"]
     failed.status = "FAILED"
     oracle.end_trial(failed)
-    # 30 s for a new trial to reach its rung + 50 s to take trial 0 to its next
-    # rung (epoch 6) do not fit in 70 s: continue trial 0 now
-    oracle.deadline.at = time.monotonic() + 70.0
+    # 30 s for a new trial to reach its rung + 20 s + 11 x 10 s to take trial 0
+    # from rung 2 (epoch 6) to rung 3 (epoch 18) do not fit in 150 s: continue trial 0 now
+    oracle.deadline.at = time.monotonic() + 150.0
     assert oracle.create_trial("tuner0").trial_id == "0"
 
 

@@ -202,9 +202,13 @@ class BudgetedOracleMixin:
 
     def _endgame(self) -> bool:
         """Time left is better spent continuing the best paused trial than
-        starting one more that would leave no time to continue it."""
+        starting one more that would leave no time to continue it. Never
+        before `eta` trials have been compared at the first rung: a budget
+        spent on one configuration is the trap early termination is for."""
         left = self.deadline.left()
         if left is None or self.early is None:
+            return False
+        if len(self.early.records.get(0, {})) < self.early.config.eta:
             return False
         nxt = self.early.next_promotion()
         if nxt is None:
