@@ -261,3 +261,24 @@ def test_early_terminate_with_keras_tuners_hyperband_is_refused_by_the_cli(tmp_p
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "early_terminate: cannot be combined with method hyperband" in r.stderr.strip()
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_trial_cut_by_max_time_counts_in_best_by_its_finished_epochs(tmp_path):
+    """The budget often ends inside the best trial: its saved best epoch is
+    the search's result, not something to leave out."""
+    from tuner.engine import project as proj
+    from tuner.engine.checkpoint import history_csv
+    from tuner.results.trials import best_trials, load_trials
+    from tuner.spaces import load_space
+
+    project = tmp_path / "p"
+    proj.write_meta(str(project), {"space": load_space("demo").to_dict(), "space_text": "", "data": "x"})
+    for tid, status, f1s in (("00", "RUNNING", [0.1, 0.4]), ("01", "COMPLETED", [0.2]), ("02", "RUNNING", [])):
+        d = project / f"trial_{tid}"
+        d.mkdir()
+        (d / "trial.json").write_text(json.dumps({"trial_id": tid, "status": status,
+                                                 "hyperparameters": {"values": {}}}))
+        (d / "history.csv").write_text(history_csv([{"epoch": i + 1, "val_f1": f} for i, f in enumerate(f1s)]))
+    meta, trials = load_trials(str(project))
+    assert [t.state for t in trials] == ["interrupted", "completed", "pending"]
+    assert [(t.trial_id, t.best_epoch) for t in best_trials(meta, trials, 3)] == [("00", 2), ("01", 1)]

@@ -25,7 +25,8 @@ class EpochState(keras.callbacks.Callback):
     signal. Reporting after the checkpoint means an epoch trained again
     after a kill is reported again, and the oracle replaces it."""
 
-    def __init__(self, tuner, trial, ckpt, state, epochs: int, beat, watched: list, started: float):
+    def __init__(self, tuner, trial, ckpt, state, epochs: int, beat, watched: list, started: float,
+                 built: bool = True):
         super().__init__()
         self.tuner, self.trial, self.ckpt, self.beat = tuner, trial, ckpt, beat
         self.rows: list[dict[str, Any]] = list((state or {}).get("rows", []))
@@ -35,7 +36,9 @@ class EpochState(keras.callbacks.Callback):
         self.best_file = tuner._get_checkpoint_fname(trial.trial_id)  # where Keras Tuner looks for it
         self.decision: str | None = None  # "paused" | "stopped" when the oracle said so
         self._run_started = started
-        self._first_of_run = True
+        # The first epoch of a run with a freshly built model also holds the
+        # build, restore and tracing: the budget counts it apart.
+        self._first_of_run = built
         self._t0 = time.monotonic()
 
     def on_train_begin(self, logs=None):

@@ -99,7 +99,8 @@ class FlowerTunerMixin:
         ckpt = TrialCheckpoint(self.get_trial_dir(trial.trial_id))
         kept = self._paused_models.pop(trial.trial_id, None)
         state = ckpt.load() if kept else None
-        if kept and state and not state.get("done") and state.get("epoch") == kept[0]:
+        reused = bool(kept and state and not state.get("done") and state.get("epoch") == kept[0])
+        if reused:
             model = kept[1]  # paused here in this process: as saved, traced functions and all
         else:
             model = self._try_build(hp)
@@ -114,7 +115,8 @@ class FlowerTunerMixin:
         epochs = int(epochs or values.get("epochs") or self.hypermodel.space.train.epochs)
         initial = int(state["epoch"]) if state else initial_epoch
         watched: list = []
-        epoch_state = EpochState(self, trial, ckpt, state, epochs, beat, watched, started)
+        epoch_state = EpochState(self, trial, ckpt, state, epochs, beat, watched, started,
+                                 built=not reused)
         if state and epoch_state.rows:
             # The decision on the last saved epoch may have been lost with
             # the process (or made while it was away): ask again. The oracle

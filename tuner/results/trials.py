@@ -42,9 +42,11 @@ class TrialInfo:
 
     @property
     def has_result(self) -> bool:
-        """Finished, stopped early or paused at a rung: its best epoch's
+        """Finished, stopped early, paused at a rung, or cut by --max-time
+        (or still running) after some epochs: its best finished epoch's
         weights and metrics are saved and count."""
-        return self.state in ("completed", "paused")
+        return self.state in ("completed", "paused") or (
+            self.state in ("interrupted", "running") and self.best_epoch is not None)
 
     def state_text(self) -> str:
         if self.decision:
