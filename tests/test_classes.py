@@ -106,6 +106,7 @@ def test_label_beyond_the_names_is_one_line(seven, tmp_path, monkeypatch):
     assert "label 5" in line and "classes.txt" in line, line
 
 
+@pytest.mark.slow  # ~3 min; the direct fit above checks val_f1 on every make test
 def test_search_and_export_follow_the_datas_classes(seven, tmp_path):
     space = tiny_space(tmp_path, epochs=1, steps=4, backbone="mobilenetv2")
     project, out = tmp_path / "proj", tmp_path / "export"

@@ -111,6 +111,7 @@ def wait_for_text(log: Path, text: str, proc: subprocess.Popen, timeout: float =
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # ~3.5 min; tests/test_oracles.py checks the same in-process on every make test
 def test_chief_exits_although_an_idle_worker_vanished(cluster, tmp_path):
     space = tiny_space(tmp_path, epochs=2, steps=4)
     # A lease well above a heartbeat's gap on 2 busy cores: only the idle

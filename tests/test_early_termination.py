@@ -217,6 +217,7 @@ def test_a_trial_that_cannot_learn_stops_at_the_first_rung_and_the_best_continue
     assert early_state(project)["decisions"] == decisions
 
 
+@pytest.mark.slow  # a kill-point campaign like test_faults' exact kills: `make faults`
 def test_a_kill_between_the_rung_report_and_the_pause_gives_the_same_decision_once(ten_classes, tmp_path):
     args = et_args(tmp_path, ten_classes)
     project = tmp_path / "proj"

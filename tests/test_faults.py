@@ -325,6 +325,7 @@ EXACT_KILLS = [
     ("save", 1, None),
     ("before-pointer", 2, None),
     ("before-history", 2, None),
+    ("best-link", 1, None),
     ("finish", 1, None),
     ("trial-json", 1, None),
     ("json-write:trial.json", 2, None),
@@ -357,6 +358,8 @@ def test_sigkill_at_an_exact_point_then_resume(flower_root, tmp_path, point, nth
             problems.append(f"history.csv lists epochs {history_epochs(project / 'trial_0')}, not [1, 2]")
         if (project / "trial_0" / "resume").exists():
             problems.append("the resume/ folder of the finished trial was left behind")
+        if not (project / "trial_0" / "checkpoint.weights.h5").exists():
+            problems.append("the best epoch's weights file is missing (best --export would fail)")
     assert not problems, "\n".join(problems) + "\n" + r.stdout + r.stderr
 
 
@@ -686,8 +689,8 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(flower_root, tmp_
     at_epoch1: dict = {}
     real_save = TrialCheckpoint.save
 
-    def save(self, model, epoch, state):
-        real_save(self, model, epoch, state)
+    def save(self, model, epoch, state, **kw):
+        real_save(self, model, epoch, state, **kw)
         if epoch == 1:
             at_epoch1.update(model=model, weights=[np.array(w) for w in model.get_weights()],
                              optimizer=[np.array(v.numpy()) for v in model.optimizer.variables])

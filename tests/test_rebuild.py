@@ -24,7 +24,9 @@ from tuner.spaces import load_space
 #: The heaviest builds (20-45 s each here on 2 shared cores, against 6-19 s for
 #: the rest): `make test` skips them; the fast set keeps every keras builder
 #: family but DenseNet (efficientnetb0, the ResNets, mobilenetv2, xception).
-SLOW = {"efficientnetb6", "resnet152v2", "densenet201", "densenet121"}
+# make test keeps the backbones whose architecture could depend on the
+# weights' source (EfficientNet) and the default ones; `make faults` runs all
+SLOW = {"efficientnetb6", "resnet152v2", "densenet201", "densenet121", "resnet101", "resnet101v2", "xception"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)  # Keras' EfficientNet file holds these as the variance
 

@@ -100,6 +100,21 @@ def test_sigkill_mid_trial_resumes_from_last_epoch(flower_root, tmp_path, victim
     assert trained == ["epoch 2/3", "epoch 3/3"], r.stdout
 
 
+def wait_for_report(project: Path, trial: str, step: int, timeout: float = 60) -> None:
+    """Block until the oracle recorded epoch `step` of `trial` (after its checkpoint)."""
+    path = project / f"trial_{trial}" / "trial.json"
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            obs = json.loads(path.read_text())["metrics"]["metrics"]["val_f1"]["observations"]
+            if any(o["step"] >= step for o in obs):
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    raise AssertionError(f"trial {trial}'s epoch {step} was never reported")
+
+
 def test_sigterm_stops_at_epoch_end_and_resumes(flower_root, tmp_path):
     space = tiny_space(tmp_path, epochs=3, steps=4)
     project = tmp_path / "proj"
@@ -107,6 +122,7 @@ def test_sigterm_stops_at_epoch_end_and_resumes(flower_root, tmp_path):
     proc = start_search(*args)
     try:
         wait_for_epoch(project, "0", 1, proc)
+        wait_for_report(project, "0", 1)  # epoch 1's end is over: the signal lands in epoch 2
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     finally:

@@ -112,7 +112,6 @@ class EpochState(keras.callbacks.Callback):
         status = getattr(reply, "status", "RUNNING")
         if status in ("IDLE", "STOPPED"):
             self.decision = "paused" if status == "IDLE" else "stopped"
-            self.decided_at = epoch
             if self.model is not None:
                 self.model.stop_training = True
 
