@@ -294,8 +294,15 @@ class BudgetedOracleMixin:
         if not metrics:
             return trial
         if seconds is not None:
-            self.costs.add(cost_key(trial.hyperparameters.values), seconds, first)
+            key = cost_key(trial.hyperparameters.values)
+            known = self.costs.estimate(key) is not None and bool(self.costs.later.get(key))
+            self.costs.add(key, seconds, first)
             self.epochs_this_run += 1
+            left = self.deadline.left()
+            if not first and not known and left is not None:
+                f, e = self.costs.estimate(key)
+                self.log(f"budget: {fmt_seconds(left)} left, about {int(left // e)} epochs at {e:.1f} s/epoch "
+                         f"({key}; a new trial's first epoch took {f:.0f} s with its build and tracing)")
         # An epoch trained again after an interruption replaces its first
         # report (Keras Tuner would average the two into the score).
         for name in metrics:
