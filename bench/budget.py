@@ -36,6 +36,7 @@ import json, sys, time
 t0 = time.monotonic()
 import keras, numpy as np
 from sklearn.metrics import f1_score
+from tuner.data.augment import build_augment
 from tuner.data.reader import FlowerData
 from tuner.model.hypermodel import build_model
 cfg = json.loads(sys.argv[1])
@@ -45,7 +46,7 @@ v = cfg["values"]
 model = build_model(v, jit_compile=False, num_classes=data.num_classes)
 batch = cfg["batch"]
 steps = cfg["steps"] or max(1, data.count("train") // batch)
-train = data.train_dataset(batch, seed=cfg["seed"])
+train = data.train_dataset(batch, augment=build_augment(v), seed=cfg["seed"])  # the space's flips
 val = data.val_dataset(batch)
 plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=2, min_delta=1e-4)
 epochs, last = 0, 0.0
