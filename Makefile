@@ -24,7 +24,7 @@ demo: setup
 	$(PY) -m tuner best --space demo --export export/demo
 
 test: setup
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=20
 
 faults: setup
 	$(PY) -m pytest -q -m slow
