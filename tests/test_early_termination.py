@@ -281,3 +281,26 @@ def test_a_trial_cut_by_max_time_counts_in_best_by_its_finished_epochs(tmp_path)
     meta, trials = load_trials(str(project))
     assert [t.state for t in trials] == ["interrupted", "completed", "pending"]
     assert [(t.trial_id, t.best_epoch) for t in best_trials(meta, trials, 3)] == [("00", 2), ("01", 1)]
+
+
+@pytest.mark.slow  # two real runs: `make faults`
+def test_a_saved_early_stopping_decision_is_honoured_on_resume(ten_classes, tmp_path):
+    """EarlyStopping fired at the epoch a kill followed: the resume trains
+    nothing more (its decision is in resume.json, `stop_training`)."""
+    space = write_space(tmp_path / "es.yaml", ET_SPACE.format(seed=3).replace(
+        "early_terminate: {type: hyperband, min_iter: 1, eta: 2}\n", ""))
+    project = tmp_path / "proj"
+    args = ["--space", str(space), "--data", str(ten_classes), "--project", str(project), "--max-trials", "1"]
+    killed = subprocess.run([sys.executable, str(FAULTS), "--kill-at", "save", "--", "search", "--plain", *args],
+                            cwd=REPO, env=ENV, capture_output=True, text=True, timeout=900)
+    assert "[faults] SIGKILL at save (epoch 1" in killed.stdout, killed.stdout + killed.stderr
+    pointer = project / "trial_0" / "resume.json"
+    state = json.loads(pointer.read_text())
+    assert state["stop_training"] is False  # recorded at every epoch
+    state["stop_training"] = True  # as if EarlyStopping had fired at epoch 1
+    pointer.write_text(json.dumps(state))
+    r = run_cli("search", "--plain", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert " epoch 2/3" not in r.stdout, r.stdout
+    assert history_epochs(project / "trial_0") == [1]
+    assert json.loads((project / "trial_0" / "trial.json").read_text())["status"] == "COMPLETED"
