@@ -22,6 +22,9 @@ class EpochCosts:
     def add(self, key: str, seconds: float, first: bool) -> None:
         (self.first if first else self.later).setdefault(key, []).append(round(float(seconds), 3))
 
+    def keys(self) -> set[str]:
+        return set(self.first) | set(self.later)
+
     def estimate(self, key: str) -> tuple[float, float] | None:
         """(first epoch of a run, each later epoch) in seconds, or None when
         no trial of this kind has finished an epoch yet."""

@@ -51,15 +51,6 @@ class EpochState(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.monotonic()
 
-    def _is_best(self, row: dict[str, Any]) -> bool:
-        value = row.get(self.objective.name)
-        if value is None:
-            return False
-        before = [r[self.objective.name] for r in self.rows[:-1] if r.get(self.objective.name) is not None]
-        if not before:
-            return True
-        return value > max(before) if self.objective.direction == "max" else value < min(before)
-
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         loss = clean_float(logs.get("loss"))
@@ -71,7 +62,7 @@ class EpochState(keras.callbacks.Callback):
         row["learning_rate"] = clean_float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["seconds"] = round(seconds, 3)
         self.rows.append(row)
-        best = self._is_best(row)
+        best = self.best_epoch() == epoch + 1  # ties keep the earlier epoch
         if self.beat.leased:
             self.beat.check()  # a worker that lost its trial writes nothing
         cb_state = {type(cb).__name__: callback_state(cb) for cb in self.watched}

@@ -185,7 +185,7 @@ class BudgetedOracleMixin:
     def _any_cost(self, epochs: int) -> float | None:
         """Before a trial of this kind has run: the dearest kind seen, or None
         (nothing seen: start one and measure)."""
-        costs = [self.costs.seconds(k, epochs) for k in set(self.costs.first) | set(self.costs.later)]
+        costs = [self.costs.seconds(k, epochs) for k in self.costs.keys()]
         costs = [c for c in costs if c is not None]
         return max(costs) if costs else None
 
@@ -295,7 +295,7 @@ class BudgetedOracleMixin:
             return trial
         if seconds is not None:
             key = cost_key(trial.hyperparameters.values)
-            known = self.costs.estimate(key) is not None and bool(self.costs.later.get(key))
+            known = bool(self.costs.later.get(key))
             self.costs.add(key, seconds, first)
             self.epochs_this_run += 1
             left = self.deadline.left()
@@ -347,7 +347,7 @@ class BudgetedOracleMixin:
         if self.early is not None:
             parts.append(self.early.config.describe(self.max_epochs))
         if max_time:
-            known = [self.costs.estimate(k) for k in set(self.costs.first) | set(self.costs.later)]
+            known = [self.costs.estimate(k) for k in self.costs.keys()]
             known = [k for k in known if k]
             if known:
                 first, later = max(known, key=lambda fe: fe[1])
