@@ -25,9 +25,16 @@ Points (`--nth N` picks the N-th time the point is reached, default 1):
   rung-decision  right after the oracle answered an epoch's report with a
                  rung decision (pause or stop, saved in oracle.json) and
                  before the tuner acted on it
+  report         right after the oracle answered an epoch's report (the
+                 checkpoint of that epoch is written; for the trial's last
+                 epoch, its build config and `finish` are not)
   json-write:NAME  half-way through the write of Keras Tuner's JSON file
                  NAME (oracle.json, trial.json, tuner0.json): its temporary
                  file holds the first half of the new text
+
+`--signal stop` sends SIGSTOP instead: the process freezes there (its
+heartbeat too) until a SIGCONT, like a worker on a machine that hung; this is
+how tests/test_distributed.py makes a late worker.
 
 Used by tests/test_faults.py; also handy by hand to look at what a resume
 does after each of these kills.
@@ -45,15 +52,17 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-POINTS = ("save", "before-pointer", "before-history", "best-link", "rung-decision", "finish", "trial-json",
-          "json-write")
+POINTS = ("save", "before-pointer", "before-history", "best-link", "rung-decision", "report", "finish",
+          "trial-json", "json-write")
+SIGNALS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
+_signal = signal.SIGKILL
 
 
 def die(point: str) -> None:
-    sys.stdout.write(f"[faults] SIGKILL at {point}\n")
+    sys.stdout.write(f"[faults] {signal.Signals(_signal).name} at {point}\n")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), _signal)
 
 
 class Counter:
@@ -126,6 +135,18 @@ def install(point: str, nth: int) -> None:
             return reply
 
         oracles.BudgetedOracleMixin.update_trial = update_trial
+    elif point == "report":
+        from tuner.engine import heartbeat
+
+        original = heartbeat.Heartbeat.report
+
+        def report(self, metrics, step):
+            reply = original(self, metrics, step)
+            if step and count.hit():
+                die(f"report (trial {self.trial.trial_id}, epoch {step})")
+            return reply
+
+        heartbeat.Heartbeat.report = report
     elif point == "finish":
         original = checkpoint.TrialCheckpoint.finish
 
@@ -169,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="faults.py")
     p.add_argument("--kill-at", required=True, help=f"one of {', '.join(POINTS)} (json-write:NAME)")
     p.add_argument("--nth", type=int, default=1, help="the N-th time the point is reached (default 1)")
+    p.add_argument("--signal", choices=sorted(SIGNALS), default="kill",
+                   help="kill (SIGKILL, default) or stop (SIGSTOP: frozen until a SIGCONT)")
     args = p.parse_args(argv[:cut])
+    global _signal
+    _signal = SIGNALS[args.signal]
     install(args.kill_at, args.nth)
     from tuner.cli import main as tuner_main
 

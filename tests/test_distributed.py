@@ -138,3 +138,57 @@ def test_chief_exits_although_an_idle_worker_vanished(cluster, tmp_path):
     assert chief.wait(timeout=90) == 0, (tmp_path / "chief.log").read_text()
     assert f"worker {idle} has not asked for a trial" in (tmp_path / "chief.log").read_text()
     assert trial_statuses(project) == {"0": "COMPLETED"}
+
+
+@pytest.mark.slow  # ~2.5 min of three processes; the unit test in test_faults.py checks the file names
+def test_a_worker_that_hung_after_its_last_report_writes_nothing(flower_root, tmp_path):
+    """A worker freezes (SIGSTOP, its heartbeat too) right after reporting
+    its trial's last epoch, before it writes the build config and marks the
+    trial done. Its lease runs out and the other worker finishes the trial;
+    when the first one wakes up it must find it lost the trial and leave
+    the new owner's files alone."""
+    space = tiny_space(tmp_path, epochs=2, steps=3)
+    port = free_port()
+    project = tmp_path / "shared-project"
+    common = ["--space", str(space), "--data", str(flower_root), "--project", str(project), "--lease", "20s"]
+    procs = []
+    try:
+        # Enough trials that the chief is still there when w1 wakes up.
+        chief = launch([*common, "--chief", f"127.0.0.1:{port}", "--max-trials", "4"], tmp_path / "chief.log")
+        procs.append(chief)
+        time.sleep(1.0)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+        late_log, other_log = tmp_path / "w1.log", tmp_path / "w2.log"
+        late = subprocess.Popen(
+            [sys.executable, "bench/faults.py", "--kill-at", "report", "--nth", "2", "--signal", "stop", "--",
+             "search", "--plain", *common, "--connect", f"127.0.0.1:{port}", "--worker-id", "w1"],
+            cwd=REPO, env=env, stdout=open(late_log, "w"), stderr=subprocess.STDOUT)
+        procs.append(late)
+        wait_for_text(late_log, "trial 0 (", late)  # w1 has trial 0 before w2 exists
+        other = launch([*common, "--connect", f"127.0.0.1:{port}", "--worker-id", "w2"], other_log)
+        procs.append(other)
+        wait_for_text(late_log, "[faults] SIGSTOP at report (trial 0, epoch 2)", late)
+        pointer_file = project / "trial_0" / "resume.json"
+        t0 = time.time()
+        while not json.loads(pointer_file.read_text()).get("done"):  # w2 took trial 0 over and finished it
+            assert other.poll() is None, other_log.read_text()
+            assert time.time() - t0 < 240, other_log.read_text()
+            time.sleep(0.2)
+        pointer = json.loads(pointer_file.read_text())
+        assert pointer["worker"] == "w2", pointer
+        assert chief.poll() is None, "the chief ended before w1 woke up: the test proves nothing"
+        late.send_signal(signal.SIGCONT)
+        assert chief.wait(timeout=300) == 0, (tmp_path / "chief.log").read_text()
+        assert other.wait(timeout=60) == 0, other_log.read_text()
+        late.wait(timeout=60)
+        text = late_log.read_text()
+        assert re.search(r"trial 0 .*handed over", text), text
+        assert json.loads((project / "trial_0" / "resume.json").read_text()) == pointer  # untouched by w1
+        assert set(trial_statuses(project).values()) == {"COMPLETED"}
+        assert history_epochs(project / "trial_0") == [1, 2]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+            p.wait()

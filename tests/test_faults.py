@@ -826,3 +826,31 @@ def test_full_disk_for_real_on_a_small_tmpfs(flower_root, tmp_path):
         assert not bugs, "; ".join(bugs)
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_late_worker_never_deletes_the_new_owners_epoch_files(tmp_path):
+    """Two workers save the same trial (the first one's lease ran out while
+    it trained): each saves under its own names and removes only its own
+    previous file, so the new owner's checkpoint survives the late one."""
+    import keras
+
+    from tuner.engine.checkpoint import TrialCheckpoint
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    trial = tmp_path / "trial_0"
+    late, owner = TrialCheckpoint(str(trial), owner="w1"), TrialCheckpoint(str(trial), owner="w2")
+    late.save(model, 1, {"rows": [{"epoch": 1}]})
+    owner.restore(model)  # w2 takes the trial over after epoch 1
+    owner.save(model, 2, {"rows": [{"epoch": 1}, {"epoch": 2}]})
+    owner.save(model, 3, {"rows": [{"epoch": e} for e in (1, 2, 3)]})
+    late.save(model, 2, {"rows": [{"epoch": 1}, {"epoch": 2}]})  # w1 wakes up after its epoch 2
+    files = sorted(p.name for p in (trial / "resume").iterdir())
+    assert "w2-epoch-0003.weights.h5" in files, files  # the pointer w1 read named it
+    assert "w2-epoch-0002.weights.h5" not in files  # each removes its own previous one
+    assert "w1-epoch-0001.weights.h5" not in files
+    owner.save(model, 4, {"rows": [{"epoch": e} for e in (1, 2, 3, 4)]})
+    assert sorted(p.name for p in (trial / "resume").iterdir()) == [
+        "w1-epoch-0002.weights.h5", "w2-epoch-0004.weights.h5"]  # w1's last one goes with finish
+    owner.finish({})
+    assert not (trial / "resume").exists()

@@ -95,11 +95,18 @@ def read_history(trial_dir: str) -> list[dict[str, float]]:
 
 
 class TrialCheckpoint:
-    """The resume state of one trial folder."""
+    """The resume state of one trial folder.
 
-    def __init__(self, trial_dir: str):
+    `owner` (a worker's id) goes into the names of the epoch files it
+    writes, and a save removes only the previous file of the same owner: a
+    late worker whose trial went to another can then never delete or
+    overwrite the new owner's weights. The files a handover leaves behind go
+    with the `resume/` folder when the trial finishes."""
+
+    def __init__(self, trial_dir: str, owner: str | None = None):
         self.dir = str(trial_dir)
         self.pointer = f"{self.dir}/{POINTER}"
+        self.owner = _safe_name(owner) if owner else None
 
     def load(self) -> dict[str, Any] | None:
         gfile = _gfile()
@@ -108,9 +115,15 @@ class TrialCheckpoint:
         with gfile.GFile(self.pointer) as f:
             return json.load(f)
 
-    @staticmethod
-    def _weights_name(epoch: int) -> str:
-        return f"epoch-{epoch:04d}.weights.h5"
+    def _weights_name(self, epoch: int) -> str:
+        prefix = f"{self.owner}-" if self.owner else ""
+        return f"{prefix}epoch-{epoch:04d}.weights.h5"
+
+    def _mine(self, weights: str) -> bool:
+        name = os.path.basename(weights)
+        if self.owner:
+            return name.startswith(f"{self.owner}-epoch-")
+        return name.startswith("epoch-")
 
     def save(self, model: keras.Model, epoch: int, state: dict[str, Any], best_file: str | None = None) -> None:
         """Persist the state after `epoch` finished epochs (1-based count).
@@ -119,7 +132,7 @@ class TrialCheckpoint:
         slots in it too), then history.csv, then the pointer; then, when
         this epoch is the trial's best, the best-epoch file (`best_file`)
         becomes a link to the same weights; only then is the previous
-        epoch's file removed. A kill or a full disk at any step leaves the
+        epoch's file (every earlier file of this owner) removed. A kill or a full disk at any step leaves the
         pointer naming a complete checkpoint, and the best-epoch file whole
         (the pointer's `best_epoch` lets `restore` finish a publication that
         a kill cut short)."""
@@ -140,7 +153,6 @@ class TrialCheckpoint:
                 model.save_weights(local)
                 gfile.copy(local, partial, overwrite=True)
             gfile.rename(partial, target, overwrite=True)
-            old = self.load()
             atomic_write(f"{self.dir}/{HISTORY}", history_csv(state.get("rows", [])))
             pointer = {"epoch": epoch, "weights": f"resume/{name}", "saved_at": time.time(), **state}
             atomic_write(self.pointer, json.dumps(pointer, indent=1, default=_json_default))
@@ -154,10 +166,9 @@ class TrialCheckpoint:
                                f"free some space and run the same command again (the checkpoint of epoch "
                                f"{epoch - 1} is intact)") from None
             raise
-        if old and old.get("epoch") != epoch and old.get("weights"):
-            path = f"{self.dir}/{old['weights']}"
-            if gfile.exists(path):
-                gfile.remove(path)
+        for stale in gfile.listdir(folder):
+            if stale != name and self._mine(stale):
+                gfile.remove(f"{folder}/{stale}")
 
     def restore(self, model: keras.Model, best_file: str | None = None) -> dict[str, Any] | None:
         """Load weights and optimizer state into a freshly built model (and
@@ -186,6 +197,10 @@ class TrialCheckpoint:
         folder = f"{self.dir}/resume"
         if gfile.exists(folder):
             gfile.rmtree(folder)
+
+
+def _safe_name(owner: str) -> str:
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in owner)
 
 
 def publish(source: str, target: str) -> None:

@@ -96,7 +96,8 @@ class FlowerTunerMixin:
         hp = trial.hyperparameters
         objective = self.oracle.objective
         keras.utils.set_random_seed((self.hypermodel.seed + int(trial.trial_id)) % (2**31))
-        ckpt = TrialCheckpoint(self.get_trial_dir(trial.trial_id))
+        # A worker's epoch files carry its id: see TrialCheckpoint.
+        ckpt = TrialCheckpoint(self.get_trial_dir(trial.trial_id), owner=self.tuner_id if beat.leased else None)
         kept = self._paused_models.pop(trial.trial_id, None)
         state = ckpt.load() if kept else None
         reused = bool(kept and state and not state.get("done") and state.get("epoch") == kept[0])
@@ -135,11 +136,13 @@ class FlowerTunerMixin:
         if epoch_state.decision == "paused":
             self._keep_paused(trial.trial_id, len(rows), model, beat)
             return best_metrics(rows, objective.name, objective.direction)  # not finished: keep its checkpoint
+        if beat.leased:
+            beat.check()  # a late worker leaves the finished trial's files to their new owner
         try:
             save_build_config(self, trial, model)
         except Exception:  # Hyperband only needs it for promoted trials
             pass
-        ckpt.finish({"rows": rows})
+        ckpt.finish({"rows": rows, "worker": self.tuner_id})
         return best_metrics(rows, objective.name, objective.direction)
 
     #: paused trials whose built model stays in memory (one machine only)
