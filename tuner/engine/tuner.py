@@ -21,6 +21,7 @@ from tuner.engine.checkpoint import DiskFull, TrialCheckpoint, atomic_write, dis
 from tuner.engine.errors import Fatal, LeaseLost, Stopped
 from tuner.engine.graphs import forget_trial_graphs, gradient_registry_keys
 from tuner.engine.heartbeat import Heartbeat
+from tuner.engine.warm import WarmModels, adopt, graph_key
 from tuner.errors import TunerError
 
 # Keras Tuner prints every failed trial's traceback by default; the
@@ -36,7 +37,8 @@ class FlowerTunerMixin:
         self._lease_lost = False
         self._idle_polls = 0
         self._decision: tuple[str | None, int] | None = None  # the oracle's word on the last trial run
-        self._paused_models: dict[str, tuple[int, Any]] = {}
+        self._paused_models: dict[str, tuple[int, Any, str]] = {}
+        self._warm = WarmModels(self.KEEP_WARM)
         self.heartbeat = kwargs.pop("heartbeat", 60.0)
         with contextlib.redirect_stdout(io.StringIO()):
             # Keras Tuner's own tuner classes only build their oracle; ours
@@ -101,23 +103,32 @@ class FlowerTunerMixin:
         kept = self._paused_models.pop(trial.trial_id, None)
         state = ckpt.load() if kept else None
         reused = bool(kept and state and not state.get("done") and state.get("epoch") == kept[0])
+        values = self.hypermodel.values(hp)
+        key = graph_key(values)
+        warm = None
         if reused:
             model = kept[1]  # paused here in this process: as saved, traced functions and all
         else:
             model = self._try_build(hp)
             with maybe_distribute(self.distribution_strategy):
+                warm = self._take_warm(key)
+                if warm is not None and adopt(warm, model):
+                    model = warm  # this trial's fresh state in a model already traced
+                else:
+                    warm = None
                 state = ckpt.restore(model, best_file=self._get_checkpoint_fname(trial.trial_id))
         if state and state.get("done"):
             # Trained to the end before an interruption kept Keras Tuner
             # from recording it: report what was measured, train nothing.
             self.progress.log(f"trial {trial.trial_id} had finished training; recording its results")
             return best_metrics(state.get("rows", []), objective.name, objective.direction)
-        values = self.hypermodel.values(hp)
         epochs = int(epochs or values.get("epochs") or self.hypermodel.space.train.epochs)
         initial = int(state["epoch"]) if state else initial_epoch
         watched: list = []
+        # A warm model's first epoch holds no tracing: the budget counts it
+        # as any later epoch (a new trial's estimate stays the traced one).
         epoch_state = EpochState(self, trial, ckpt, state, epochs, beat, watched, started,
-                                 built=not reused)
+                                 built=not reused and warm is None)
         if state and epoch_state.rows:
             # The decision on the last saved epoch may have been lost with
             # the process (or made while it was away): ask again. The oracle
@@ -128,13 +139,15 @@ class FlowerTunerMixin:
         if epoch_state.decision is None:
             self.progress.trial_begin(trial.trial_id, self._trial_number(trial.trial_id), self.oracle.max_trials, shown, epochs,
                                       initial, parent=parent)
+            if warm is not None:
+                self.progress.log("  (the graph traced for an earlier trial is reused: no tracing)")
         stopped_early = bool(state and state.get("stop_training"))
         if initial < epochs and epoch_state.decision is None and not stopped_early:
             self._fit(hp, model, values, [epoch_state], initial, epochs, watched)
         rows = epoch_state.rows
         self._decision = (epoch_state.decision, len(rows))
         if epoch_state.decision == "paused":
-            self._keep_paused(trial.trial_id, len(rows), model, beat)
+            self._keep_paused(trial.trial_id, len(rows), model, beat, key)
             return best_metrics(rows, objective.name, objective.direction)  # not finished: keep its checkpoint
         if beat.leased:
             beat.check()  # a late worker leaves the finished trial's files to their new owner
@@ -143,12 +156,26 @@ class FlowerTunerMixin:
         except Exception:  # Hyperband only needs it for promoted trials
             pass
         ckpt.finish({"rows": rows, "worker": self.tuner_id})
+        self._warm.put(key, model)
         return best_metrics(rows, objective.name, objective.direction)
 
     #: paused trials whose built model stays in memory (one machine only)
     KEEP_PAUSED = 3
+    #: finished trials' traced models kept for a later trial of the same graph
+    #: (tuner.engine.warm): one per graph, about 0.5 GB each for ResNet50V2
+    #: with Nadam's slots, so a space of a few optimizers traces each once
+    KEEP_WARM = 3
 
-    def _keep_paused(self, trial_id: str, epoch: int, model, beat) -> None:
+    def _take_warm(self, key: str):
+        """A free traced model for graph `key`: a finished trial's, or a
+        paused one's whose trial the oracle has since stopped at its rung."""
+        for tid, (_, model, k) in list(self._paused_models.items()):
+            if k == key and getattr(self.oracle.trials.get(tid), "status", None) == "COMPLETED":
+                del self._paused_models[tid]
+                return model
+        return self._warm.take(key)
+
+    def _keep_paused(self, trial_id: str, epoch: int, model, beat, key: str) -> None:
         """Continuing a paused trial costs a model build, a checkpoint load
         and the graph tracing of its first epoch again (on a CPU often
         several epochs' time): on one machine, keep the few most recently
@@ -156,7 +183,7 @@ class FlowerTunerMixin:
         truth: a kept model is used only if it is still at the saved epoch."""
         if beat.leased:
             return  # a worker's paused trial may be continued by any worker
-        self._paused_models[trial_id] = (epoch, model)
+        self._paused_models[trial_id] = (epoch, model, key)
         while len(self._paused_models) > self.KEEP_PAUSED:
             self._paused_models.pop(next(iter(self._paused_models)))
 
