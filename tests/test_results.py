@@ -249,3 +249,106 @@ def test_status_and_best_on_a_local_project_import_no_tensorflow(finished):
             "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)[:5]\n")
     r = subprocess.run([sys.executable, "-c", code, str(finished)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
+
+
+def _trial_models(finished):
+    from tuner.results.export import _inference_model
+    from tuner.results.trials import load_trials
+
+    _, trials = load_trials(str(finished))
+    return {t.trial_id: _inference_model(t.values, str(Path(t.trial_dir) / "checkpoint.weights.h5"))
+            for t in trials}
+
+
+def test_an_ensemble_at_another_size_reloads_and_averages_its_members(finished, tmp_path):
+    """Two trials trained at 32 px in one model taking 48 px images: a
+    Resizing in front of each, weights 2:1, built-in layers only."""
+    import tensorflow as tf
+
+    from tuner.results.ensemble import ensemble_model, member_at
+
+    models = _trial_models(finished)
+    (a, ma), (b, mb) = sorted(models.items())
+    combined = ensemble_model([member_at(ma, 48, f"trial_{a}"), member_at(mb, 48, f"trial_{b}")], [2, 1], 48)
+    combined.save(tmp_path / "ens.keras")
+    loaded = keras.models.load_model(tmp_path / "ens.keras")  # no custom objects
+    x = np.random.default_rng(0).uniform(0, 255, (5, 48, 48, 3)).astype("float32")
+    small = tf.image.resize(x, (32, 32)).numpy()
+    want = (2 * ma.predict(small, verbose=0) + mb.predict(small, verbose=0)) / 3
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), want, atol=1e-5)
+
+
+def test_export_with_an_ensemble_says_what_it_chose_and_ships_it(finished, flower_root, tmp_path):
+    from tuner.data.reader import FlowerData
+
+    out = tmp_path / "ens"
+    r = run_cli("best", "--project", str(finished), "--export", str(out), "--ensemble", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    info = json.loads((out / "metrics.json").read_text())["ensemble"]
+    cf = info["cross_fitted"]
+    assert cf["gain"] == pytest.approx(cf["ensemble_macro_f1"] - cf["best_single_macro_f1"])
+    assert ("ensemble of" in r.stdout) and (info["kept"] == (cf["gain"] > 0 and len(info["members"]) > 1))
+    assert "## Ensemble" in (out / "report.md").read_text()
+    # what ships is the weighted mean of the members named in metrics.json
+    models = _trial_models(finished)
+    data = FlowerData(str(flower_root), 32, log=None)
+    x = np.concatenate([b.numpy() for b, _ in data.val_dataset(52, cache=False)])
+    want = sum(m["weight"] * models[m["trial"]].predict(x, verbose=0) for m in info["members"])
+    shipped = keras.models.load_model(out / "model.keras")
+    np.testing.assert_allclose(shipped.predict(x, verbose=0), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--ensemble", "3"], "has 2 finished trial(s); ask for 1 to 2"),
+    (["--ensemble", "2", "--no-export"], "add --export DIR"),
+])
+def test_bad_ensemble_requests_end_in_one_line(finished, tmp_path, args, says):
+    if "--no-export" in args:
+        cmd = ["best", "--project", str(finished), *[a for a in args if a != "--no-export"]]
+    else:
+        cmd = ["best", "--project", str(finished), "--export", str(tmp_path / "x"), *args]
+    r = run_cli(*cmd)
+    assert r.returncode == 2 and says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_tta_views_are_the_image_its_mirror_then_small_fixed_augmentations():
+    import tensorflow as tf
+
+    from tuner.results.tta import averaged, small_augmentations, views
+
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)), tf.float32)
+    one, mirror = views(2)
+    np.testing.assert_array_equal(one(x), x)
+    np.testing.assert_array_equal(mirror(x), x.numpy()[:, :, ::-1])
+    four = views(4, {"rotation": 20.0, "flip_left_right": True})
+    assert small_augmentations({"rotation": 20.0, "flip_left_right": True}) == {"rotation": 10.0}
+    assert small_augmentations({"flip_left_right": True}) == {"zoom": 0.1, "shift": 0.05}
+    for v in four[2:]:
+        np.testing.assert_array_equal(v(x), v(x))  # fixed seeds: the same view every time
+        assert not np.allclose(v(x), x)
+    mean = averaged(lambda b: np.asarray(b).mean(axis=(1, 2)), 2)
+    np.testing.assert_allclose(mean(x), x.numpy().mean(axis=(1, 2)), rtol=1e-6)  # a mirror keeps the mean
+
+
+def test_export_with_tta_records_its_decision_on_both_halves(finished, tmp_path):
+    out = tmp_path / "tta"
+    r = run_cli("best", "--project", str(finished), "--export", str(out), "--tta", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    info = json.loads((out / "metrics.json").read_text())["tta"]
+    assert info["views"] == 2 and len(info["halves"]) == 2
+    assert info["kept"] == all(h["tta_macro_f1"] > h["plain_macro_f1"] for h in info["halves"])
+    assert "test-time augmentation over 2 views" in r.stdout
+    assert "## Test-time augmentation" in (out / "report.md").read_text()
+
+
+def test_predict_with_tta_writes_every_test_id(exported, flower_root, tmp_path):
+    out, _ = exported
+    sub = tmp_path / "sub.csv"
+    r = run_cli("predict", "--model", str(out / "model.keras"), "--data", str(flower_root), "--out", str(sub),
+                "--tta", "3")
+    assert r.returncode == 0, r.stderr
+    assert len(sub.read_text().splitlines()) == 31  # header + 30 test ids
+    r = run_cli("predict", "--model", str(out / "model.keras"), "--data", str(flower_root), "--out", str(sub),
+                "--tta", "9")
+    assert r.returncode == 2 and "give 1 to 8 views" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--export", metavar="DIR", help="write the best trial's model.keras, SavedModel, metrics.json, "
                    "submission.csv, trials table, plots and report.md into DIR")
     b.add_argument("--data", help="data root for --export (default: the one the search used)")
+    b.add_argument("--ensemble", type=_positive_int, default=1, metavar="K",
+                   help="with --export: average up to K of the best trials (greedy selection on the val split, "
+                        "kept only if it beats the best single trial on held-out halves; default 1: no ensemble)")
+    b.add_argument("--tta", type=_positive_int, default=1, metavar="N",
+                   help="with --export: average the predictions over N views of each image (the image, its "
+                        "mirror, then small versions of the trial's augmentations), kept only if better on both "
+                        "halves of the val split; 1 to 8 (default 1: none)")
 
     pr = sub.add_parser("predict", help="a submission.csv from any exported model", description=(
         "Predict the test split of a data root with an exported model (model.keras or a SavedModel folder)."))
@@ -131,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--data", required=True, help="data root holding tfrecords-jpeg-SxS/test")
     pr.add_argument("--out", default="submission.csv", help="output CSV (default: submission.csv)")
     pr.add_argument("--batch", type=_positive_int, default=64, help="batch size (default: 64)")
+    pr.add_argument("--tta", type=_positive_int, default=1, metavar="N",
+                    help="average over N views of each image (1 to 8; default 1: none), as best --export --tta")
     return p
 
 
@@ -156,6 +165,11 @@ def _cmd_best(args) -> int:
     from tuner.results.trials import best_trials, load_trials, print_table, require_finished, study_row
 
     project = _project(args)
+    if (args.ensemble > 1 or args.tta > 1) and not args.export:
+        from tuner.errors import TunerError
+
+        flag = f"--ensemble {args.ensemble}" if args.ensemble > 1 else f"--tta {args.tta}"
+        raise TunerError(f"{flag} chooses what to export; add --export DIR")
     meta, trials = load_trials(project)
     require_finished(meta, trials, project)
     best = best_trials(meta, trials, args.top)
@@ -165,7 +179,8 @@ def _cmd_best(args) -> int:
     if args.export:
         from tuner.results.export import export_best
 
-        for line in export_best(project, args.export, data_root=args.data):
+        for line in export_best(project, args.export, data_root=args.data, ensemble=args.ensemble,
+                                tta=args.tta):
             print(line)
     return 0
 
@@ -173,7 +188,7 @@ def _cmd_best(args) -> int:
 def _cmd_predict(args) -> int:
     from tuner.results.export import predict_submission
 
-    n = predict_submission(args.model, args.data, args.out, batch=args.batch)
+    n = predict_submission(args.model, args.data, args.out, batch=args.batch, tta=args.tta)
     print(f"wrote {n} predictions to {args.out}")
     return 0
 

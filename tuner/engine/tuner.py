@@ -37,7 +37,6 @@ class FlowerTunerMixin:
         self._lease_lost = False
         self._idle_polls = 0
         self._decision: tuple[str | None, int] | None = None  # the oracle's word on the last trial run
-        self._paused_models: dict[str, tuple[int, Any, str]] = {}
         self._warm = WarmModels(self.KEEP_WARM)
         self.heartbeat = kwargs.pop("heartbeat", 60.0)
         with contextlib.redirect_stdout(io.StringIO()):
@@ -100,23 +99,20 @@ class FlowerTunerMixin:
         keras.utils.set_random_seed((self.hypermodel.seed + int(trial.trial_id)) % (2**31))
         # A worker's epoch files carry its id: see TrialCheckpoint.
         ckpt = TrialCheckpoint(self.get_trial_dir(trial.trial_id), owner=self.tuner_id if beat.leased else None)
-        kept = self._paused_models.pop(trial.trial_id, None)
-        state = ckpt.load() if kept else None
-        reused = bool(kept and state and not state.get("done") and state.get("epoch") == kept[0])
         values = self.hypermodel.values(hp)
         key = graph_key(values)
-        warm = None
-        if reused:
-            model = kept[1]  # paused here in this process: as saved, traced functions and all
-        else:
-            model = self._try_build(hp)
-            with maybe_distribute(self.distribution_strategy):
-                warm = self._take_warm(key)
-                if warm is not None and adopt(warm, model):
-                    model = warm  # this trial's fresh state in a model already traced
-                else:
-                    warm = None
-                state = ckpt.restore(model, best_file=self._get_checkpoint_fname(trial.trial_id))
+        # Built as if alone (cheap), then, when a model of the same graph is
+        # at hand, that fresh state goes into the traced model (no tracing);
+        # a continued trial's checkpoint then overwrites it, as it would a
+        # fresh build's.
+        model = self._try_build(hp)
+        with maybe_distribute(self.distribution_strategy):
+            warm = self._warm.take(key)
+            if warm is not None and adopt(warm, model):
+                model = warm
+            else:
+                warm = None
+            state = ckpt.restore(model, best_file=self._get_checkpoint_fname(trial.trial_id))
         if state and state.get("done"):
             # Trained to the end before an interruption kept Keras Tuner
             # from recording it: report what was measured, train nothing.
@@ -128,7 +124,7 @@ class FlowerTunerMixin:
         # A warm model's first epoch holds no tracing: the budget counts it
         # as any later epoch (a new trial's estimate stays the traced one).
         epoch_state = EpochState(self, trial, ckpt, state, epochs, beat, watched, started,
-                                 built=not reused and warm is None)
+                                 built=warm is None)
         if state and epoch_state.rows:
             # The decision on the last saved epoch may have been lost with
             # the process (or made while it was away): ask again. The oracle
@@ -143,11 +139,15 @@ class FlowerTunerMixin:
                 self.progress.log("  (the graph traced for an earlier trial is reused: no tracing)")
         stopped_early = bool(state and state.get("stop_training"))
         if initial < epochs and epoch_state.decision is None and not stopped_early:
-            self._fit(hp, model, values, [epoch_state], initial, epochs, watched)
+            try:
+                self._fit(hp, model, values, [epoch_state], initial, epochs, watched)
+            except kt.errors.FailedTrialError:
+                self._warm.put(key, model)  # its graph is sound; the next trial overwrites its state
+                raise
         rows = epoch_state.rows
         self._decision = (epoch_state.decision, len(rows))
+        self._warm.put(key, model)  # its state is on disk: the next trial of this graph may take it
         if epoch_state.decision == "paused":
-            self._keep_paused(trial.trial_id, len(rows), model, beat, key)
             return best_metrics(rows, objective.name, objective.direction)  # not finished: keep its checkpoint
         if beat.leased:
             beat.check()  # a late worker leaves the finished trial's files to their new owner
@@ -156,36 +156,11 @@ class FlowerTunerMixin:
         except Exception:  # Hyperband only needs it for promoted trials
             pass
         ckpt.finish({"rows": rows, "worker": self.tuner_id})
-        self._warm.put(key, model)
         return best_metrics(rows, objective.name, objective.direction)
 
-    #: paused trials whose built model stays in memory (one machine only)
-    KEEP_PAUSED = 3
-    #: finished trials' traced models kept for a later trial of the same graph
-    #: (tuner.engine.warm): one per graph, about 0.5 GB each for ResNet50V2
-    #: with Nadam's slots, so a space of a few optimizers traces each once
+    #: traced models kept for the next run of the same graph (tuner.engine.warm):
+    #: one per graph, about 0.5 GB each for ResNet50V2 with Nadam's slots
     KEEP_WARM = 3
-
-    def _take_warm(self, key: str):
-        """A free traced model for graph `key`: a finished trial's, or a
-        paused one's whose trial the oracle has since stopped at its rung."""
-        for tid, (_, model, k) in list(self._paused_models.items()):
-            if k == key and getattr(self.oracle.trials.get(tid), "status", None) == "COMPLETED":
-                del self._paused_models[tid]
-                return model
-        return self._warm.take(key)
-
-    def _keep_paused(self, trial_id: str, epoch: int, model, beat, key: str) -> None:
-        """Continuing a paused trial costs a model build, a checkpoint load
-        and the graph tracing of its first epoch again (on a CPU often
-        several epochs' time): on one machine, keep the few most recently
-        paused models as they are instead. The checkpoint on disk stays the
-        truth: a kept model is used only if it is still at the saved epoch."""
-        if beat.leased:
-            return  # a worker's paused trial may be continued by any worker
-        self._paused_models[trial_id] = (epoch, model, key)
-        while len(self._paused_models) > self.KEEP_PAUSED:
-            self._paused_models.pop(next(iter(self._paused_models)))
 
     def _fit(self, hp, model, values, callbacks, initial, epochs, watched) -> None:
         """The hypermodel's fit, with TensorFlow's errors sorted into

@@ -100,3 +100,31 @@ def cross_fitted(probs: list[np.ndarray] | np.ndarray, y: np.ndarray, k: int, nu
         one[held] = single.average([p[held] for p in probs])
         choices.append(chosen)
     return CrossFit(macro_f1(y, ens, num_classes), macro_f1(y, one, num_classes), (choices[0], choices[1]))
+
+
+def member_at(model, size: int, name: str):
+    """`model` (raw 0..255 images at its own size) taking images at `size`:
+    a Keras `Resizing` in front when the sizes differ."""
+    import keras
+
+    own = int(model.input_shape[1])
+    inputs = keras.Input((size, size, 3), name="image")
+    x = inputs if own == size else keras.layers.Resizing(own, own, name=f"{name}_resize")(inputs)
+    out = model(x)
+    if isinstance(out, (list, tuple)):  # a functional model built with outputs=[...]
+        out = out[0]
+    return keras.Model(inputs, out, name=name)
+
+
+def ensemble_model(members: list, weights: list[float], size: int):
+    """One Keras model averaging its members' softmax outputs with `weights`
+    (normalised here), from built-in layers only, so `keras.models.load_model`
+    reloads it without custom objects."""
+    import keras
+
+    total = float(sum(weights))
+    inputs = keras.Input((size, size, 3), name="image")
+    outs = [keras.layers.Rescaling(w / total, name=f"weight_{i}")(m(inputs))
+            for i, (m, w) in enumerate(zip(members, weights, strict=True))]
+    out = outs[0] if len(outs) == 1 else keras.layers.Add(name="ensemble")(outs)
+    return keras.Model(inputs, out, name="flower_ensemble")

@@ -80,10 +80,18 @@ def write_submission(ids, labels, path: str) -> None:
     storage.write_text(path, "id,label\n" + rows)
 
 
-def predict_submission(model_path: str, data_root: str, out: str, batch: int = 64) -> int:
+def predict_submission(model_path: str, data_root: str, out: str, batch: int = 64, tta: int = 1) -> int:
+    """A submission from any exported model; `tta` views averaged (the
+    augmentations for views 3+ come from the hyperparameters.json next to
+    the model, when there is one)."""
     from tuner.data.reader import FlowerData
+    from tuner.results.tta import averaged, check_views
 
+    check_views(tta)
     predict, size = load_any_model(model_path)
+    hp = os.path.join(os.path.dirname(model_path.rstrip("/")), "hyperparameters.json")
+    values = json.loads(storage.read_text(hp)) if tta > 2 and storage.exists(hp) else None
+    predict = averaged(predict, tta, values)
     data = FlowerData(data_root, size)
     if not data.has_split("test"):
         raise DataError(f"no test records under {data_root} at {size}px; pass the data root that holds test/")
@@ -126,6 +134,35 @@ def plot_trial_curves(meta: dict, trials: list, path: str) -> str:
     return plots.plot_intermediate(curves, path, rungs=rungs, goal=goal)
 
 
+def _ensemble_lines(info: dict[str, Any] | None) -> list[str]:
+    if info is None:
+        return []
+    cf = info["cross_fitted"]
+    lines = ["## Ensemble", ""]
+    if info["kept"]:
+        lines += ["The exported model averages these trials' softmax outputs:", "",
+                  "| trial | weight |", "|---|---|",
+                  *[f"| {m['trial']} | {m['weight']:.3f} |" for m in info["members"]], ""]
+    else:
+        lines += [f"An ensemble of up to {info['asked']} was tried and not kept: {info['why']}.", ""]
+    lines += [f"Measured cross-fitted (each half of the validation split predicted by the choice made on the "
+              f"other half): ensemble macro F1 {cf['ensemble_macro_f1']:.4f}, best single trial "
+              f"{cf['best_single_macro_f1']:.4f}, gain {cf['gain']:+.4f}. The metrics above are the exported "
+              "model on the whole split, which the choice has seen.", ""]
+    return lines
+
+
+def _tta_lines(info: dict[str, Any] | None) -> list[str]:
+    if info is None:
+        return []
+    halves = "; ".join(f"half {i + 1}: {h['plain_macro_f1']:.4f} without, {h['tta_macro_f1']:.4f} with"
+                       for i, h in enumerate(info["halves"]))
+    verdict = ("kept: the metrics above and submission.csv average the views" if info["kept"] else
+               "not kept: it was not better on both halves")
+    return ["## Test-time augmentation", "",
+            f"{info['views']} views of each image (macro F1 {halves}): {verdict}.", ""]
+
+
 def _importance(meta: dict[str, Any], trials: list, out: str) -> tuple[str, list[str]]:
     """importance.png and its report.md lines. Left out below
     MIN_IMPORTANCE_TRIALS scored trials: a forest fit to a handful of trials
@@ -151,8 +188,87 @@ def _importance(meta: dict[str, Any], trials: list, out: str) -> tuple[str, list
                               f"Hyperparameter importance (random forest over the trials): {text}", ""]
 
 
-def export_best(project: str, out: str, data_root: str | None = None, batch: int = 64) -> Iterator[str]:
-    """Write the export folder; yields one line per thing written."""
+#: how many of the best trials an --ensemble chooses among
+CANDIDATES = 8
+
+
+def _choose_ensemble(meta, trials, best, k: int, root: str, classes, batch: int):
+    """(model to export, its description for metrics.json, lines to print).
+
+    Members are the best trials at their best epoch, each run on the best
+    trial's image size (resized inside when theirs differs), so the choice is
+    measured on exactly the function that ships."""
+    from tuner.data.reader import FlowerData
+    from tuner.results.ensemble import cross_fitted, ensemble_model, greedy_select, member_at
+    from tuner.results.trials import best_trials
+
+    size = int(best.values["image_size"])
+    candidates = [t for t in best_trials(meta, trials, max(k, CANDIDATES))
+                  if storage.exists(os.path.join(t.trial_dir, "checkpoint.weights.h5"))]
+    data = FlowerData(root, size, log=None)
+    members, probs, y = [], [], None
+    for t in candidates:
+        values = {kk: v for kk, v in t.values.items() if not kk.startswith("tuner/")}
+        with storage.local_copy(os.path.join(t.trial_dir, "checkpoint.weights.h5")) as local:
+            model = member_at(_inference_model(values, local, len(classes)), size, f"trial_{t.trial_id}")
+        members.append(model)
+        labels, p = predict_split(model.predict_on_batch, data, "val", batch)
+        if y is None:
+            y = labels
+        probs.append(p)
+    n = len(classes)
+    fit = cross_fitted(probs, y, k, n)
+    info: dict[str, Any] = {
+        "asked": k, "candidates": [t.trial_id for t in candidates],
+        "cross_fitted": {"ensemble_macro_f1": fit.ensemble_f1, "best_single_macro_f1": fit.single_f1,
+                         "gain": fit.gain, "how": "each half of the val split predicted by the choice made "
+                                                 "on the other half"},
+    }
+    chosen = greedy_select(probs, y, k, n)
+    if fit.gain <= 0 or chosen.single:
+        why = ("not better than the best single trial on held-out halves" if fit.gain <= 0 else
+               "greedy selection on the whole split kept one trial")
+        info.update(kept=False, members=[{"trial": best.trial_id, "weight": 1.0}], why=why)
+        lines = [f"ensemble of up to {k}: {why} (cross-fitted macro F1 {fit.ensemble_f1:.4f} against "
+                 f"{fit.single_f1:.4f}); exporting trial {best.trial_id} alone"]
+        return None, info, lines
+    idx = list(chosen.weights)
+    total = sum(chosen.weights.values())
+    info.update(kept=True, members=[{"trial": candidates[i].trial_id, "weight": chosen.weights[i] / total}
+                                    for i in idx],
+                note="the top-level figures are the exported ensemble on the whole val split, the images it "
+                     "was chosen on; the gain is the cross-fitted pair")
+    model = ensemble_model([members[i] for i in idx], [chosen.weights[i] for i in idx], size)
+    lines = [f"ensemble of {len(idx)} trials ({', '.join(m['trial'] for m in info['members'])}): cross-fitted "
+             f"macro F1 {fit.ensemble_f1:.4f} against the best single trial's {fit.single_f1:.4f} "
+             f"({fit.gain:+.4f})"]
+    return model, info, lines
+
+
+def _decide_tta(predict, probs, y_true, data, batch: int, n: int, values, num_classes: int):
+    """TTA over `n` views is kept only if it scores better on each half of
+    the val split (the halves the ensemble is cross-fitted on)."""
+    from tuner.results.ensemble import halves, macro_f1
+    from tuner.results.tta import averaged
+
+    tpredict = averaged(predict, n, values)
+    _, tprobs = predict_split(tpredict, data, "val", batch)
+    per = [{"plain_macro_f1": macro_f1(y_true[h], probs[h], num_classes),
+            "tta_macro_f1": macro_f1(y_true[h], tprobs[h], num_classes)} for h in halves(len(y_true))]
+    kept = all(p["tta_macro_f1"] > p["plain_macro_f1"] for p in per)
+    info = {"views": n, "kept": kept, "halves": per, "rule": "kept only if better on each half of the val split"}
+    line = (f"test-time augmentation over {n} views: {'kept' if kept else 'not kept'} (macro F1 on the two "
+            "halves of val: " + ", ".join(f"{p['plain_macro_f1']:.4f} -> {p['tta_macro_f1']:.4f}" for p in per)
+            + ")")
+    return (tpredict, tprobs, info, line) if kept else (predict, probs, info, line)
+
+
+def export_best(project: str, out: str, data_root: str | None = None, batch: int = 64,
+                ensemble: int = 1, tta: int = 1) -> Iterator[str]:
+    """Write the export folder; yields one line per thing written. With
+    `ensemble` > 1 the exported model may average several trials
+    (`tuner.results.ensemble`); with `tta` > 1 the predictions may average
+    several views of each image (`tuner.results.tta`)."""
     from sklearn.metrics import classification_report
 
     from tuner.results import plots
@@ -165,6 +281,13 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
                            "then copy it (e.g. gsutil -m cp -r DIR gs://...)")
     meta, trials = load_trials(project)
     best = require_finished(meta, trials, project)[0]
+    from tuner.results.tta import check_views
+
+    check_views(tta)
+    finished = len(best_trials(meta, trials, len(trials)))
+    if ensemble < 1 or ensemble > finished:
+        raise ProjectError(f"--ensemble {ensemble}: {project} has {finished} finished trial(s); "
+                           f"ask for 1 to {finished}")
     weights = os.path.join(best.trial_dir, "checkpoint.weights.h5")
     if not storage.exists(weights):
         raise ProjectError(f"trial {best.trial_id} has no saved weights ({weights}); rerun the search")
@@ -175,8 +298,15 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     values = {k: v for k, v in best.values.items() if not k.startswith("tuner/")}
 
     classes = FlowerData(root, int(values["image_size"]), log=None).class_names  # the head's width
-    with storage.local_copy(weights) as local:  # Keras loads weights from local files only
-        model = _inference_model(values, local, len(classes))
+    chosen, ensemble_info = None, None
+    if ensemble > 1:
+        chosen, ensemble_info, lines = _choose_ensemble(meta, trials, best, ensemble, root, classes, batch)
+        yield from lines
+    if chosen is not None:
+        model = chosen
+    else:
+        with storage.local_copy(weights) as local:  # Keras loads weights from local files only
+            model = _inference_model(values, local, len(classes))
     model_path = os.path.join(out, "model.keras")
     model.save(model_path)
     yield f"model: {model_path}"
@@ -192,9 +322,17 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     predict, size = load_any_model(model_path)
     data = FlowerData(root, size, log=None)
     y_true, probs = predict_split(predict, data, "val", batch)
+    tta_info = None
+    if tta > 1:
+        predict, probs, tta_info, line = _decide_tta(predict, probs, y_true, data, batch, tta, values, len(classes))
+        yield line
     y_pred = probs.argmax(axis=1)
     metrics = {"trial": best.trial_id, "best_epoch": best.best_epoch, "split": "val",
                "images": int(len(y_true)), **scores(y_true, y_pred, classes)}
+    if ensemble_info is not None:
+        metrics["ensemble"] = ensemble_info
+    if tta_info is not None:
+        metrics["tta"] = tta_info
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     report = classification_report(y_true, y_pred, labels=list(range(len(classes))), target_names=list(classes),
@@ -243,7 +381,9 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
         f"# flower-tuner report: {meta['space'].get('name')}",
         "",
         f"Project `{project}`, data `{root}`. Best trial **{best.trial_id}** (epoch {best.best_epoch}), "
-        f"exported as `model.keras` and `model.export/` (raw 0..255 RGB {size}x{size} input).",
+        + (f"in an ensemble of {len(ensemble_info['members'])} trials (see below), "
+           if ensemble_info and ensemble_info["kept"] else "")
+        + f"exported as `model.keras` and `model.export/` (raw 0..255 RGB {size}x{size} input).",
         "",
         "## Metrics of the exported model on the whole validation split",
         "",
@@ -252,6 +392,8 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
         f"| {metrics['macro_f1']:.4f} | {metrics['macro_precision']:.4f} | {metrics['macro_recall']:.4f} "
         f"| {metrics['accuracy']:.4f} | {metrics['images']} |",
         "",
+        *_ensemble_lines(ensemble_info),
+        *_tta_lines(tta_info),
         "## Best trials",
         "",
         to_markdown([study_row(meta, t) for t in top]),
