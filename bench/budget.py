@@ -135,6 +135,8 @@ def main() -> None:
     p.add_argument("--space", default="demo", help="space of (b) and (c); it must have early_terminate")
     p.add_argument("--notebook-lr", type=float, default=1e-3, help="(a)'s fixed learning rate (default 1e-3)")
     p.add_argument("--keep", action="store_true", help="keep the projects and logs")
+    p.add_argument("--only", default="abc", help="runs to make now (default abc); the others are read from the "
+                   "last bench/out/budget-seedN.json of this seed, and the table says so")
     args = p.parse_args()
     args.budget_s = parse_duration(args.budget)
     header("budget: notebook vs full-epoch search vs early-terminated search")
@@ -156,14 +158,28 @@ def main() -> None:
         with open(with_et, "w") as f:
             f.write(space.text)
         rows, res = [], {}
+        saved_path = os.path.join(REPO, "bench", "out", f"budget-seed{args.seed}.json")
+        saved = {}
+        if set(args.only) != set("abc"):
+            with open(saved_path) as f:
+                saved = json.load(f)
+            if saved["budget_s"] != args.budget_s:
+                raise SystemExit(f"{saved_path} was measured with another budget; run all three")
         for name, fn in (("a", lambda: notebook(args, space, root, tmp)),
                          ("b", lambda: search(args, no_et, root, tmp, "b")),
                          ("c", lambda: search(args, with_et, root, tmp, "c"))):
+            if name not in args.only:
+                res[name] = {**saved["runs"][name], "from": saved.get("at", "an earlier run")}
+                r = res[name]
+                rows.append([f"{name} (from {r['from']})", f"{r['f1']:.4f}", str(r["epochs"]), str(r["trials"]),
+                             f"{r['wall']:.0f}s", r.get("load", "")])
+                continue
             before = load()
             res[name] = fn()
             r = res[name]
+            r["load"] = f"{before} -> {load()}"
             rows.append([name, f"{r['f1']:.4f}", str(r["epochs"]), str(r["trials"]), f"{r['wall']:.0f}s",
-                         f"{before} -> {load()}"])
+                         r["load"]])
             print(f"({name}) done: F1 {r['f1']:.4f}, {r['epochs']} epochs, {r['trials']} trial(s), "
                   f"{r['wall']:.0f}s {r.get('spent', '')}", flush=True)
         print(table(rows, ["run", "val macro F1", "epochs", "trials", "wall", "load average (1/5/15 min)"]))
@@ -171,7 +187,8 @@ def main() -> None:
         print(f"ratios: (c)/(a) {c / a if a else float('inf'):.3f}, (c)/(b) {c / b if b else float('inf'):.3f}")
         os.makedirs(os.path.join(REPO, "bench", "out"), exist_ok=True)
         with open(os.path.join(REPO, "bench", "out", f"budget-seed{args.seed}.json"), "w") as f:
-            json.dump({"budget_s": args.budget_s, "seed": args.seed, "runs": res}, f, indent=1)
+            json.dump({"budget_s": args.budget_s, "seed": args.seed, "runs": res,
+                       "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}, f, indent=1)
         verdict(c >= a, f"(c) {c:.4f} >= (a) {a:.4f}")
         verdict(c > b, f"(c) {c:.4f} > (b) {b:.4f}")
 

@@ -76,6 +76,7 @@ def test_chief_and_two_workers_run_each_trial_once(cluster, tmp_path):
     assert r.returncode == 0 and "worker" in r.stdout and ("w1" in r.stdout or "w2" in r.stdout)
 
 
+@pytest.mark.slow  # ~3 min of three processes; tests/test_oracles.py checks lease expiry in-process
 def test_killed_worker_trial_is_finished_by_the_other_from_its_epoch(cluster, tmp_path):
     space = tiny_space(tmp_path, epochs=3, steps=3)
     project, chief, workers = cluster(space, lease="60s", trials=2)

@@ -304,3 +304,26 @@ def test_a_saved_early_stopping_decision_is_honoured_on_resume(ten_classes, tmp_
     assert " epoch 2/3" not in r.stdout, r.stdout
     assert history_epochs(project / "trial_0") == [1]
     assert json.loads((project / "trial_0" / "trial.json").read_text())["status"] == "COMPLETED"
+
+
+def test_on_one_machine_a_graph_trained_here_costs_no_tracing_again(tmp_path):
+    """Trial 0 paused at its last rung with 15 s left: continuing it is a
+    10-s epoch in a model already traced here, not the 20-s first epoch of a
+    fresh build, so on one machine it goes on; a chief (which cannot know
+    where a run lands) counts it cold and ends the search."""
+    for local, goes_on in ((True, True), (False, False)):
+        oracle = make_oracle(tmp_path / str(local), epochs=8, deadline=time.monotonic() + 1000.0)  # rungs 2, 6
+        oracle.local_graphs = local
+        for tid in ("0", "1", "2"):
+            t = oracle.create_trial("tuner0")
+            epoch(oracle, tid, 1, 0.1, seconds=20.0)
+            epoch(oracle, tid, 2, 0.3 if tid == "0" else 0.1, seconds=10.0)
+            end(oracle, t)
+        t0 = oracle.create_trial("tuner0")
+        assert t0.trial_id == "0"
+        for e in range(3, 7):
+            epoch(oracle, "0", e, 0.4, seconds=10.0)  # paused at rung 2 (epoch 6)
+        end(oracle, t0)
+        oracle.deadline.at = time.monotonic() + 15.0
+        nxt = oracle.create_trial("tuner0")
+        assert (nxt.status == "RUNNING" and nxt.trial_id == "0") == goes_on, (local, nxt.status, nxt.trial_id)

@@ -295,6 +295,8 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
             "or start afresh with --overwrite"
         ) from None
 
+    # One machine keeps the graphs it traced: the budget counts their runs warm.
+    oracle.local_graphs = not chief and opts.role != "worker" and tuner.KEEP_WARM > 0
     total = space.run_cap if space.method != "hyperband" else None
     if opts.role == "worker":
         progress.log(f"worker {opts.worker_id} of the chief at {opts.connect}; {info.describe()}; "

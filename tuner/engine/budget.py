@@ -39,13 +39,15 @@ class EpochCosts:
             e = f  # only first epochs seen: an upper bound
         return f, e
 
-    def seconds(self, key: str, epochs: int) -> float | None:
-        """Cost of one run of `epochs` epochs (a fresh start or a resume)."""
+    def seconds(self, key: str, epochs: int, warm: bool = False) -> float | None:
+        """Cost of one run of `epochs` epochs (a fresh start or a resume);
+        `warm`: its graph is already traced in this process, so its first
+        epoch costs about what a later one does."""
         est = self.estimate(key)
         if est is None or epochs <= 0:
             return None if est is None else 0.0
         first, later = est
-        return first + (epochs - 1) * later
+        return (later if warm else first) + (epochs - 1) * later
 
     def get_state(self) -> dict[str, Any]:
         return {"first": self.first, "later": self.later}

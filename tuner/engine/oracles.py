@@ -11,6 +11,7 @@ from keras_tuner import oracles as kt_oracles
 from keras_tuner.src.engine import trial as trial_module
 
 from tuner.engine.budget import Deadline, EpochCosts, cost_key, fmt_seconds
+from tuner.engine.warm import graph_key
 from tuner.engine.checkpoint import atomic_write
 from tuner.engine.leases import LEASE_PREFIX, LEASES_FILE, lease_key
 from tuner.engine.rungs import CONTINUE, PAUSE, STOP, EarlyTermination, describe_decision
@@ -159,6 +160,9 @@ class BudgetedOracleMixin:
         self.deadline = Deadline(deadline)
         self.budget_refused = False  # the search ended because nothing more fits in the time left
         self.epochs_this_run = 0
+        #: set by the search on one machine: runs of a graph traced in this process are warm
+        self.local_graphs = False
+        self._traced: set[str] = set()  # graphs trained in this process (not saved: a new process traces again)
         self.log: Callable[[str], None] = lambda m: None
 
     # -- what the time left allows -------------------------------------
@@ -173,11 +177,19 @@ class BudgetedOracleMixin:
             return self.early.rung_epochs[0]
         return min(self.early.config.min_iter, self.max_epochs)
 
+    def _run_cost(self, values: dict, epochs: int) -> float | None:
+        """Seconds for a run of `epochs` epochs of a trial with `values`. On
+        one machine the tuner keeps each graph it traced (tuner.engine.warm):
+        a run of a graph already trained here skips the tracing. A chief
+        cannot know which worker runs what, so it counts every run cold."""
+        warm = self.local_graphs and graph_key(values) in self._traced
+        return self.costs.seconds(cost_key(values), epochs, warm=warm)
+
     def _fits(self, values: dict, epochs: int) -> bool:
         left = self.deadline.left()
         if left is None:
             return True
-        cost = self.costs.seconds(cost_key(values), epochs)
+        cost = self._run_cost(values, epochs)
         if cost is None:
             cost = self._any_cost(epochs)
         return cost is None or cost <= left
@@ -214,8 +226,8 @@ class BudgetedOracleMixin:
         if nxt is None:
             return False
         values = self._values(nxt[1])
-        new = self.costs.seconds(cost_key(values), self._first_decision_epochs())
-        cont = self.costs.seconds(cost_key(values), self._continue_epochs(nxt[1]))
+        new = self._run_cost(values, self._first_decision_epochs())
+        cont = self._run_cost(values, self._continue_epochs(nxt[1]))
         return new is not None and cont is not None and left < new + cont
 
     def may_start_new(self) -> bool:
@@ -294,6 +306,7 @@ class BudgetedOracleMixin:
         if not metrics:
             return trial
         if seconds is not None:
+            self._traced.add(graph_key(trial.hyperparameters.values))
             key = cost_key(trial.hyperparameters.values)
             known = bool(self.costs.later.get(key))
             self.costs.add(key, seconds, first)
