@@ -117,6 +117,7 @@ class FlowerTunerMixin:
             # Trained to the end before an interruption kept Keras Tuner
             # from recording it: report what was measured, train nothing.
             self.progress.log(f"trial {trial.trial_id} had finished training; recording its results")
+            self._warm.put(key, model)
             return best_metrics(state.get("rows", []), objective.name, objective.direction)
         epochs = int(epochs or values.get("epochs") or self.hypermodel.space.train.epochs)
         initial = int(state["epoch"]) if state else initial_epoch
