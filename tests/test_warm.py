@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
 import pytest
 
 from conftest import write_space
+from tuner.engine.checkpoint import read_history
 from tuner.engine.warm import graph_key
 
 SAME_GRAPH = """\
@@ -92,11 +90,6 @@ def test_a_warm_model_trains_exactly_as_a_fresh_build():
     assert adopted == pytest.approx(fresh, rel=1e-6)  # a float rounding apart, at most
 
 
-def _history(trial_dir: Path) -> list[dict[str, str]]:
-    with open(trial_dir / "history.csv") as f:
-        return list(csv.DictReader(f))
-
-
 def test_a_search_traces_a_graph_once(flower_root, tmp_path, capsys):
     from tuner.search import SearchOptions, run_search
 
@@ -105,7 +98,7 @@ def test_a_search_traces_a_graph_once(flower_root, tmp_path, capsys):
     run_search(SearchOptions(space=str(space), data=str(flower_root), project=str(project), plain=True))
     log = capsys.readouterr().out
     assert log.count("is reused: no tracing") == 1, log  # trial 1 in trial 0's model
-    first, second = _history(project / "trial_0"), _history(project / "trial_1")
-    assert [r["epoch"] for r in second] == ["1", "2"]
+    first, second = read_history(str(project / "trial_0")), read_history(str(project / "trial_1"))
+    assert [r["epoch"] for r in second] == [1, 2]
     # Trial 0's first epoch holds the tracing (tens of seconds), trial 1's not.
-    assert float(second[0]["seconds"]) < float(first[0]["seconds"]) / 2, (first, second)
+    assert second[0]["seconds"] < first[0]["seconds"] / 2, (first, second)

@@ -106,7 +106,8 @@ class TrialCheckpoint:
     def __init__(self, trial_dir: str, owner: str | None = None):
         self.dir = str(trial_dir)
         self.pointer = f"{self.dir}/{POINTER}"
-        self.owner = _safe_name(owner) if owner else None
+        #: the start of this owner's epoch file names (one machine: no owner)
+        self.prefix = f"{_safe_name(owner)}-epoch-" if owner else "epoch-"
 
     def load(self) -> dict[str, Any] | None:
         gfile = _gfile()
@@ -116,14 +117,7 @@ class TrialCheckpoint:
             return json.load(f)
 
     def _weights_name(self, epoch: int) -> str:
-        prefix = f"{self.owner}-" if self.owner else ""
-        return f"{prefix}epoch-{epoch:04d}.weights.h5"
-
-    def _mine(self, weights: str) -> bool:
-        name = os.path.basename(weights)
-        if self.owner:
-            return name.startswith(f"{self.owner}-epoch-")
-        return name.startswith("epoch-")
+        return f"{self.prefix}{epoch:04d}.weights.h5"
 
     def save(self, model: keras.Model, epoch: int, state: dict[str, Any], best_file: str | None = None) -> None:
         """Persist the state after `epoch` finished epochs (1-based count).
@@ -131,9 +125,9 @@ class TrialCheckpoint:
         Order matters: the new weights file (Keras stores the optimizer's
         slots in it too), then history.csv, then the pointer; then, when
         this epoch is the trial's best, the best-epoch file (`best_file`)
-        becomes a link to the same weights; only then is the previous
-        epoch's file (every earlier file of this owner) removed. A kill or a full disk at any step leaves the
-        pointer naming a complete checkpoint, and the best-epoch file whole
+        becomes a link to the same weights; only then are this owner's
+        earlier epoch files removed. A kill or a full disk at any step
+        leaves the pointer naming a complete checkpoint, and the best-epoch file whole
         (the pointer's `best_epoch` lets `restore` finish a publication that
         a kill cut short)."""
         gfile = _gfile()
@@ -167,7 +161,7 @@ class TrialCheckpoint:
                                f"{epoch - 1} is intact)") from None
             raise
         for stale in gfile.listdir(folder):
-            if stale != name and self._mine(stale):
+            if stale != name and stale.startswith(self.prefix):
                 gfile.remove(f"{folder}/{stale}")
 
     def restore(self, model: keras.Model, best_file: str | None = None) -> dict[str, Any] | None:

@@ -59,15 +59,14 @@ def adopt(warm, fresh) -> bool:
 
 
 class WarmModels:
-    """The few most recently finished traced models, by graph key."""
+    """Traced models not in use, one per graph key, the `size` most recently
+    handed back."""
 
     def __init__(self, size: int = 1):
         self.size = size
         self._models: OrderedDict[str, Any] = OrderedDict()
 
     def put(self, key: str, model) -> None:
-        if self.size <= 0:
-            return
         self._models.pop(key, None)
         self._models[key] = model
         while len(self._models) > self.size:
@@ -75,6 +74,3 @@ class WarmModels:
 
     def take(self, key: str):
         return self._models.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._models)

@@ -188,6 +188,11 @@ def _importance(meta: dict[str, Any], trials: list, out: str) -> tuple[str, list
                               f"Hyperparameter importance (random forest over the trials): {text}", ""]
 
 
+def _own_values(trial) -> dict[str, Any]:
+    """A trial's dimension values, without Keras Tuner's own `tuner/` keys."""
+    return {k: v for k, v in trial.values.items() if not k.startswith("tuner/")}
+
+
 #: how many of the best trials an --ensemble chooses among
 CANDIDATES = 8
 
@@ -208,7 +213,7 @@ def _choose_ensemble(meta, trials, best, k: int, root: str, classes, batch: int)
     data = FlowerData(root, size, log=None)
     members, probs, y = [], [], None
     for t in candidates:
-        values = {kk: v for kk, v in t.values.items() if not kk.startswith("tuner/")}
+        values = _own_values(t)
         with storage.local_copy(os.path.join(t.trial_dir, "checkpoint.weights.h5")) as local:
             model = member_at(_inference_model(values, local, len(classes)), size, f"trial_{t.trial_id}")
         members.append(model)
@@ -295,7 +300,7 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     if not root:
         raise ProjectError("the project does not record its data root; pass --data ROOT")
     os.makedirs(out, exist_ok=True)
-    values = {k: v for k, v in best.values.items() if not k.startswith("tuner/")}
+    values = _own_values(best)
 
     classes = FlowerData(root, int(values["image_size"]), log=None).class_names  # the head's width
     chosen, ensemble_info = None, None
