@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -78,6 +79,16 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def cli(*args: str, log: str) -> tuple[int, str]:
+    """`python -m tuner ARGS` in a subprocess, its output in `log`: (exit code, output)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as f:
+        r = subprocess.run([sys.executable, "-m", "tuner", *args], cwd=REPO, env=env, stdout=f,
+                           stderr=subprocess.STDOUT, text=True)
+    with open(log) as f:
+        return r.returncode, f.read()
 
 
 def verdict(ok: bool | None, what: str) -> None:

@@ -29,7 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import REPO, demo_data, header, load, run, table, verdict, workdir  # noqa: E402
+from _common import REPO, cli, demo_data, header, load, run, table, verdict, workdir  # noqa: E402
 
 NOTEBOOK = """
 import json, sys, time
@@ -73,15 +73,6 @@ def parse_duration(text: str) -> float:
     from tuner.cli import parse_duration as parse
 
     return parse(text)
-
-
-def cli(*args: str, log: str) -> tuple[int, str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    with open(log, "w") as f:
-        r = subprocess.run([sys.executable, "-m", "tuner", *args], cwd=REPO, env=env, stdout=f,
-                           stderr=subprocess.STDOUT, text=True)
-    with open(log) as f:
-        return r.returncode, f.read()
 
 
 def notebook(args, space, root: str, tmp: str) -> dict:

@@ -301,8 +301,12 @@ def test_export_with_an_ensemble_says_what_it_chose_and_ships_it(finished, flowe
 @pytest.mark.parametrize("args, says", [
     (["--ensemble", "3"], "has 2 finished trial(s); ask for 1 to 2"),
     (["--ensemble", "2", "--no-export"], "add --export DIR"),
+    (["--refit", "--no-export"], "--refit chooses what to export; add --export DIR"),
+    (["--refit-epochs", "2"], "--refit-epochs sets how the refit runs; add --refit"),
+    (["--max-time", "1m"], "--max-time sets how the refit runs; add --refit"),
+    (["--refit", "--refit-epochs", "0"], "--refit-epochs: "),
 ])
-def test_bad_ensemble_requests_end_in_one_line(finished, tmp_path, args, says):
+def test_bad_ensemble_and_refit_requests_end_in_one_line(finished, tmp_path, args, says):
     if "--no-export" in args:
         cmd = ["best", "--project", str(finished), *[a for a in args if a != "--no-export"]]
     else:

@@ -131,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --export: average the predictions over N views of each image (the image, its "
                         "mirror, then small versions of the trial's augmentations), kept only if better on both "
                         "halves of the val split; 1 to 8 (default 1: none)")
+    b.add_argument("--refit", action="store_true",
+                   help="with --export: train the exported choice (each member of an ensemble) again from "
+                        "scratch on train + val, with the search's learning rate epoch by epoch, and ship that "
+                        "model (not scored: the metrics stay the search model's, exported beside it); "
+                        "checkpointed every epoch, the same command continues it")
+    b.add_argument("--refit-epochs", type=_positive_int, metavar="N",
+                   help="with --refit: epochs to train (default: each trial's best epoch)")
+    b.add_argument("--max-time", type=parse_duration, metavar="T",
+                   help="with --refit: stop the refit cleanly at the first epoch end after T (e.g. 2h45m); "
+                        "the same command continues it")
 
     pr = sub.add_parser("predict", help="a submission.csv from any exported model", description=(
         "Predict the test split of a data root with an exported model (model.keras or a SavedModel folder)."))
@@ -165,11 +175,15 @@ def _cmd_best(args) -> int:
     from tuner.results.trials import best_trials, load_trials, print_table, require_finished, study_row
 
     project = _project(args)
-    if (args.ensemble > 1 or args.tta > 1) and not args.export:
-        from tuner.errors import TunerError
+    from tuner.errors import TunerError
 
-        flag = f"--ensemble {args.ensemble}" if args.ensemble > 1 else f"--tta {args.tta}"
+    if (args.ensemble > 1 or args.tta > 1 or args.refit) and not args.export:
+        flag = (f"--ensemble {args.ensemble}" if args.ensemble > 1 else f"--tta {args.tta}" if args.tta > 1
+                else "--refit")
         raise TunerError(f"{flag} chooses what to export; add --export DIR")
+    if (args.refit_epochs or args.max_time) and not args.refit:
+        raise TunerError(f"{'--refit-epochs' if args.refit_epochs else '--max-time'} sets how the refit runs; "
+                         "add --refit")
     meta, trials = load_trials(project)
     require_finished(meta, trials, project)
     best = best_trials(meta, trials, args.top)
@@ -177,12 +191,30 @@ def _cmd_best(args) -> int:
     for t in best:
         print(f"trial {t.trial_id}: {t.trial_dir} (best epoch {t.best_epoch})")
     if args.export:
-        from tuner.results.export import export_best
+        from tuner.engine.errors import Stopped
+        from tuner.results.export import RefitRequest, export_best
 
-        for line in export_best(project, args.export, data_root=args.data, ensemble=args.ensemble,
-                                tta=args.tta):
-            print(line)
+        refit = None
+        if args.refit:
+            from tuner.engine.stopper import Stopper
+
+            refit = RefitRequest(epochs=args.refit_epochs, stopper=Stopper(args.max_time))
+        try:
+            for line in export_best(project, args.export, data_root=args.data, ensemble=args.ensemble,
+                                    tta=args.tta, refit=refit):
+                print(line)
+        except Stopped as e:
+            print(f"{e}; its epochs are saved in {project}/refit, run the same command to continue "
+                  f"(nothing was exported yet)")
+            return _stop_code(str(e))
     return 0
+
+
+def _stop_code(reason: str) -> int:
+    """A --max-time stop is the plan (0); a signal's is the shell's 128 + signal number."""
+    if reason.startswith("max-time"):
+        return 0
+    return 130 if "Ctrl-C" in reason else 143
 
 
 def _cmd_predict(args) -> int:
@@ -237,9 +269,7 @@ def _cmd_search(args) -> int:
         chief=args.chief, connect=args.connect, worker_id=args.worker_id, lease=args.lease,
     )
     result = run_search(opts)
-    if result.stopped and not result.stopped.startswith("max-time"):
-        return 130 if "Ctrl-C" in result.stopped else 143
-    return 0
+    return _stop_code(result.stopped) if result.stopped else 0
 
 
 NEEDS_TENSORFLOW = ("search", "demo-data", "check", "predict")

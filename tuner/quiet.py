@@ -1,4 +1,4 @@
-"""Importing TensorFlow without its start-up chatter.
+"""Importing TensorFlow, and training with it, without its chatter.
 
 TensorFlow's C++ side writes absl/oneDNN/CPU-feature notices to file
 descriptor 2 at import, before TF_CPP_MIN_LOG_LEVEL can take effect; they
@@ -32,3 +32,12 @@ def import_tensorflow():
             os.dup2(saved, 2)
             os.close(saved)
     return tf
+
+
+def quiet_fit_warnings() -> None:
+    """Keras warns about tf.data inputs it cannot shuffle or count; ours are
+    shuffled and repeated by design (a search's trials and a refit)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*shuffle=True.*was passed")
+    warnings.filterwarnings("ignore", message=r".*input ran out of data")

@@ -154,12 +154,10 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
     or a worker of a distributed search when `opts.chief`/`opts.connect`."""
     from tuner.engine.progress import Progress
     from tuner.engine.stopper import Stopper
+    from tuner.quiet import quiet_fit_warnings
 
     progress = progress or Progress(plain=opts.plain)
-    # Keras warns about tf.data inputs it cannot shuffle or count; ours are
-    # shuffled and repeated by design.
-    warnings.filterwarnings("ignore", message=r".*shuffle=True.*was passed")
-    warnings.filterwarnings("ignore", message=r".*input ran out of data")
+    quiet_fit_warnings()
     # Each epoch is reported to the oracle (for leases and live status), which
     # Keras Tuner 1.4 flags as a deprecated way to report a trial's metrics.
     warnings.filterwarnings("ignore", message=r".*calling `self.oracle.update_trial", category=DeprecationWarning)

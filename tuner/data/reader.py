@@ -274,8 +274,8 @@ class FlowerData:
         n = self.count(split) if images is None else min(images, self.count(split))
         return n * self.image_size * self.image_size * 3
 
-    def fits_in_memory(self, split: str, fraction: float = 0.4) -> bool:
-        return self.cache_bytes(split) < fraction * _available_bytes()
+    def fits_in_memory(self, splits: tuple[str, ...], fraction: float = 0.4) -> bool:
+        return sum(self.cache_bytes(s) for s in splits) < fraction * _available_bytes()
 
     def cache_splits(self, cache: bool | str = "auto", val_images: int | None = None,
                      fraction: float = 0.4) -> tuple[bool, bool]:
@@ -318,12 +318,15 @@ class FlowerData:
 
         return parse
 
-    def _records(self, split: str, ordered: bool):
+    def _records(self, split: str | tuple[str, ...], ordered: bool):
         import tensorflow as tf
 
-        files = self.files(split)
-        if not files:
-            raise DataError(f"no {split} records in {self._split_dir(split)}")
+        splits = (split,) if isinstance(split, str) else split
+        files = []
+        for name in splits:
+            if not self.files(name):
+                raise DataError(f"no {name} records in {self._split_dir(name)}")
+            files += self.files(name)
         options = tf.data.Options()
         options.deterministic = ordered
         if ordered:
@@ -338,11 +341,10 @@ class FlowerData:
             )
         return ds.with_options(options)
 
-    def decoded(self, split: str, ordered: bool = True):
-        """(uint8 image, label or id) pairs, one per record, no batching."""
-        import tensorflow as tf
-
-        labeled = split in records.LABELED_SPLITS
+    def decoded(self, split: str | tuple[str, ...], ordered: bool = True):
+        """(uint8 image, label or id) pairs, one per record, no batching;
+        several labelled splits read as one (a refit trains on train + val)."""
+        labeled = all(s in records.LABELED_SPLITS for s in ((split,) if isinstance(split, str) else split))
         return self._records(split, ordered).map(
             self._parse(labeled), num_parallel_calls=AUTOTUNE, deterministic=ordered
         )
@@ -358,6 +360,7 @@ class FlowerData:
         sample_weights=None,
         repeat: bool = True,
         drop_remainder: bool = True,
+        splits: tuple[str, ...] = ("train",),
     ):
         """Yields (float32 0..255 images, one-hot labels[, sample weights]).
 
@@ -365,9 +368,9 @@ class FlowerData:
         (before augmentation, so every epoch is augmented afresh)."""
         import tensorflow as tf
 
-        ds = self.decoded("train", ordered=False)
+        ds = self.decoded(splits, ordered=False)
         if cache == "auto":
-            cache = self.fits_in_memory("train")
+            cache = self.fits_in_memory(splits)
         if cache:
             ds = ds.cache()
         ds = ds.shuffle(shuffle_buffer, seed=seed)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,10 @@ def predict_split(predict, data, split: str, batch: int):
     keys, probs = [], []
     try:
         for x, k in data.decoded(split, ordered=True).batch(batch):
-            probs.append(np.asarray(predict(tf.cast(x, tf.float32))))
+            n = int(x.shape[0])
+            if n < batch:  # one batch shape for every call: a short last batch would trace predict again
+                x = tf.pad(x, [[0, batch - n], [0, 0], [0, 0], [0, 0]])
+            probs.append(np.asarray(predict(tf.cast(x, tf.float32)))[:n])
             keys.append(k.numpy())
     except tf.errors.OpError as e:
         raise data.locate_corruption(split, e) from None
@@ -193,6 +197,56 @@ def _own_values(trial) -> dict[str, Any]:
     return {k: v for k, v in trial.values.items() if not k.startswith("tuner/")}
 
 
+#: with --refit, the search's model (the one the metrics measure) ships as
+SEARCH_MODEL = "search_model.keras"
+
+
+@dataclass
+class RefitRequest:
+    """`best --export --refit`: how long to train and how to report it."""
+
+    epochs: int | None = None  # --refit-epochs; default: each trial's best epoch
+    stopper: Any = None  # a tuner.engine.stopper.Stopper for --max-time and signals
+    log: Callable[[str], None] = print
+    strategy: str = "auto"
+
+
+def _refit_model(project, meta, trials, members: list[tuple[str, float]], root: str, size: int,
+                 num_classes: int, request: RefitRequest):
+    """The chosen trial(s) trained again on train + val (`tuner.engine.refit`),
+    as one model at `size` with the ensemble's weights."""
+    from tuner.engine import refit
+    from tuner.results.ensemble import ensemble_model, member_at
+
+    by_id = {t.trial_id: t for t in trials}
+    models, epochs = [], {}
+    for trial_id, _ in members:
+        trial = by_id[trial_id]
+        plan = refit.plan(project, trial, _own_values(trial), request.epochs)
+        path = refit.refit(plan, meta, root, log=request.log, stopper=request.stopper, strategy=request.strategy)
+        with storage.local_copy(path) as local:
+            models.append(_inference_model(plan.values, local, num_classes))
+        epochs[trial_id] = plan.epochs
+    info = {"trials": [m[0] for m in members], "epochs": epochs, "data": "train + val", "scored": False,
+            "note": f"model.keras was trained on the validation images too and is not scored; the metrics are "
+                    f"the search's model ({SEARCH_MODEL}) on the val split"}
+    if len(models) == 1:
+        return models[0], info
+    named = [member_at(m, size, f"refit_{t}") for m, (t, _) in zip(models, members)]
+    return ensemble_model(named, [w for _, w in members], size), info
+
+
+def _refit_lines(info: dict[str, Any] | None) -> list[str]:
+    if info is None:
+        return []
+    runs = ", ".join(f"trial {t} for {e} epochs" for t, e in info["epochs"].items())
+    return ["## Refit on train + val", "",
+            f"`model.keras` and `model.export/` are the same choice trained again from scratch on train + val "
+            f"({runs}), with the search's learning rate epoch by epoch. **That model was not scored**: it has "
+            f"seen the validation images. Every figure below is the search's model (`{SEARCH_MODEL}`), and "
+            f"`submission.csv` comes from the refit.", ""]
+
+
 #: how many of the best trials an --ensemble chooses among
 CANDIDATES = 8
 
@@ -269,11 +323,14 @@ def _decide_tta(predict, probs, y_true, data, batch: int, n: int, values, num_cl
 
 
 def export_best(project: str, out: str, data_root: str | None = None, batch: int = 64,
-                ensemble: int = 1, tta: int = 1) -> Iterator[str]:
+                ensemble: int = 1, tta: int = 1, refit: RefitRequest | None = None) -> Iterator[str]:
     """Write the export folder; yields one line per thing written. With
     `ensemble` > 1 the exported model may average several trials
     (`tuner.results.ensemble`); with `tta` > 1 the predictions may average
-    several views of each image (`tuner.results.tta`)."""
+    several views of each image (`tuner.results.tta`); with `refit` the
+    model that ships is the same choice trained again on train + val
+    (`tuner.engine.refit`), and the search's model, which is what the
+    metrics measure, ships beside it as `search_model.keras`."""
     from sklearn.metrics import classification_report
 
     from tuner.results import plots
@@ -299,10 +356,10 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     root = data_root or meta.get("data")
     if not root:
         raise ProjectError("the project does not record its data root; pass --data ROOT")
-    os.makedirs(out, exist_ok=True)
     values = _own_values(best)
 
-    classes = FlowerData(root, int(values["image_size"]), log=None).class_names  # the head's width
+    data = FlowerData(root, int(values["image_size"]), log=None)
+    classes = data.class_names  # the head's width
     chosen, ensemble_info = None, None
     if ensemble > 1:
         chosen, ensemble_info, lines = _choose_ensemble(meta, trials, best, ensemble, root, classes, batch)
@@ -312,32 +369,55 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     else:
         with storage.local_copy(weights) as local:  # Keras loads weights from local files only
             model = _inference_model(values, local, len(classes))
+    refit_info, shipped = None, model
+    if refit is not None:
+        members = ([(m["trial"], m["weight"]) for m in ensemble_info["members"]]
+                   if ensemble_info and ensemble_info["kept"] else [(best.trial_id, 1.0)])
+        shipped, refit_info = _refit_model(project, meta, trials, members, root, int(values["image_size"]),
+                                           len(classes), refit)
+        yield (f"refit on train + val: trial(s) {', '.join(refit_info['trials'])} for "
+               f"{', '.join(str(e) for e in refit_info['epochs'].values())} epoch(s)")
+    os.makedirs(out, exist_ok=True)  # only now: a refit stopped before its end leaves no half export
     model_path = os.path.join(out, "model.keras")
-    model.save(model_path)
-    yield f"model: {model_path}"
+    shipped.save(model_path)
+    yield f"model: {model_path}" + (" (the refit, trained on train + val: not scored)" if refit_info else "")
     saved = os.path.join(out, "model.export")
     import contextlib
     import io
 
     with contextlib.redirect_stdout(io.StringIO()):
-        model.export(saved)
+        shipped.export(saved)
     yield f"SavedModel: {saved}"
+    scored_path = model_path
+    if refit_info:
+        scored_path = os.path.join(out, SEARCH_MODEL)
+        model.save(scored_path)
+        yield f"search model (what the metrics measure): {scored_path}"
 
-    # Measure the file that ships, not the in-memory model.
-    predict, size = load_any_model(model_path)
+    # Measure the file that ships (with --refit: the search's), not the in-memory model.
+    predict, size = load_any_model(scored_path)
     data = FlowerData(root, size, log=None)
     y_true, probs = predict_split(predict, data, "val", batch)
     tta_info = None
     if tta > 1:
         predict, probs, tta_info, line = _decide_tta(predict, probs, y_true, data, batch, tta, values, len(classes))
         yield line
+    if refit_info:  # the submission comes from the refit, with the views the search's model earned
+        from tuner.results.tta import averaged
+
+        predict = load_any_model(model_path)[0]
+        if tta_info and tta_info["kept"]:
+            predict = averaged(predict, tta, values)
     y_pred = probs.argmax(axis=1)
     metrics = {"trial": best.trial_id, "best_epoch": best.best_epoch, "split": "val",
+               "measured_model": os.path.basename(scored_path),
                "images": int(len(y_true)), **scores(y_true, y_pred, classes)}
     if ensemble_info is not None:
         metrics["ensemble"] = ensemble_info
     if tta_info is not None:
         metrics["tta"] = tta_info
+    if refit_info is not None:
+        metrics["refit"] = refit_info
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=1)
     report = classification_report(y_true, y_pred, labels=list(range(len(classes))), target_names=list(classes),
@@ -390,9 +470,11 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
            if ensemble_info and ensemble_info["kept"] else "")
         + f"exported as `model.keras` and `model.export/` (raw 0..255 RGB {size}x{size} input).",
         "",
-        "## Metrics of the exported model on the whole validation split",
+        *_refit_lines(refit_info),
+        "## Metrics of the " + ("search's model (`search_model.keras`)" if refit_info else "exported model")
+        + " on the whole validation split",
         "",
-        f"| macro F1 | macro precision | macro recall | accuracy | images |",
+        "| macro F1 | macro precision | macro recall | accuracy | images |",
         "|---|---|---|---|---|",
         f"| {metrics['macro_f1']:.4f} | {metrics['macro_precision']:.4f} | {metrics['macro_recall']:.4f} "
         f"| {metrics['accuracy']:.4f} | {metrics['images']} |",

@@ -1,0 +1,158 @@
+"""`best --export DIR --refit`: a trial trained again from scratch on train +
+val, the way it trained in the search (its values, seed, steps per epoch and
+learning rate epoch by epoch), for the epochs at which it was best.
+
+It is a long job, so it runs like a trial: an epoch checkpoint in the project
+(`refit/trial_<id>-<epochs>ep/`, through `TrialCheckpoint`), a stop at an
+epoch end for --max-time or a signal, and the same command continues it.
+Nothing here is scored: the model has seen the validation images."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+from tuner.engine.checkpoint import TrialCheckpoint, clean_float, read_history
+from tuner.engine.errors import Stopped
+from tuner.errors import ProjectError, TunerError
+
+#: the refit's final weights, in its folder (linked from the last epoch's file)
+WEIGHTS = "model.weights.h5"
+
+
+@dataclass(frozen=True)
+class RefitPlan:
+    trial_id: str
+    values: dict[str, Any]
+    epochs: int
+    #: the learning rate in effect at the start of each epoch, as the search's
+    #: run of the trial had it (ReduceLROnPlateau's cuts included); empty when
+    #: the trial's own schedule sets it (`lr_schedule` needs no val data)
+    start_lrs: tuple[float, ...]
+    folder: str
+
+    @property
+    def weights(self) -> str:
+        return f"{self.folder}/{WEIGHTS}"
+
+
+def plan(project: str, trial, values: dict[str, Any], epochs: int | None = None) -> RefitPlan:
+    """What to train: `epochs` (--refit-epochs) or the trial's best epoch.
+    The folder is named by the epochs too, so asking for another count starts
+    a refit of its own instead of mixing two."""
+    rows = read_history(trial.trial_dir)
+    n = int(epochs or trial.best_epoch or len(rows) or 0)
+    if n < 1:
+        raise ProjectError(f"trial {trial.trial_id} has no finished epoch to refit; give --refit-epochs N")
+    lrs: tuple[float, ...] = ()
+    if values.get("callback") != "lr_schedule":
+        start = [float(values["learning_rate"])]
+        for row in rows[: n - 1]:  # a row's rate is the one its epoch's callbacks left for the next
+            lr = clean_float(row.get("learning_rate"))
+            start.append(lr if lr is not None else start[-1])
+        lrs = tuple(start + [start[-1]] * (n - len(start)))
+    folder = f"{project.rstrip('/')}/refit/trial_{trial.trial_id}-{n}ep"
+    return RefitPlan(trial.trial_id, values, n, lrs, folder)
+
+
+class ReplayLearningRate(keras.callbacks.Callback):
+    """Sets each epoch's starting learning rate to the search's."""
+
+    def __init__(self, start_lrs: tuple[float, ...]):
+        super().__init__()
+        self.start_lrs = start_lrs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.learning_rate = self.start_lrs[min(epoch, len(self.start_lrs) - 1)]
+
+
+class RefitEpoch(keras.callbacks.Callback):
+    """Checkpoint, progress line and stop check after each epoch, in the
+    order a trial's `EpochState` keeps (the checkpoint before the stop)."""
+
+    def __init__(self, plan: RefitPlan, ckpt: TrialCheckpoint, rows: list, log, stopper):
+        super().__init__()
+        self.plan, self.ckpt, self.rows, self.log, self.stopper = plan, ckpt, rows, log, stopper
+        self._t0 = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        loss = clean_float(logs.get("loss"))
+        if loss is None or math.isinf(loss):
+            raise TunerError(f"refit of trial {self.plan.trial_id}: the loss became NaN in epoch {epoch + 1}; "
+                             "refit another trial or fewer epochs (--refit-epochs)")
+        seconds = time.monotonic() - self._t0
+        lr = clean_float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.rows.append({"epoch": epoch + 1, "loss": loss, "accuracy": clean_float(logs.get("accuracy")),
+                          "learning_rate": lr, "seconds": round(seconds, 3)})
+        last = epoch + 1 == self.plan.epochs
+        # On the last epoch `best_epoch` lets a restore finish linking the
+        # final weights if a kill came between the pointer and the link.
+        self.ckpt.save(self.model, epoch + 1, {"rows": self.rows, "trial_id": self.plan.trial_id, "refit": True,
+                                               "best_epoch": self.plan.epochs},
+                       best_file=self.plan.weights if last else None)
+        self.log(f"  refit epoch {epoch + 1}/{self.plan.epochs}: loss {loss:.4f} accuracy "
+                 f"{logs.get('accuracy', float('nan')):.4f} learning rate {lr:.3g} ({seconds:.1f}s)")
+        why = self.stopper.requested() if self.stopper else None
+        if why and not last:
+            raise Stopped(f"{why}: refit of trial {self.plan.trial_id} stopped after epoch {epoch + 1} of "
+                          f"{self.plan.epochs}")
+
+
+def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=None,
+          strategy: str = "auto") -> str:
+    """Train what is left of `plan` and return the path of its weights."""
+    from tuner.data.augment import build_augment
+    from tuner.data.reader import FlowerData
+    from tuner.model.hypermodel import build_model, pipeline_seed, trial_callbacks
+    from tuner.model.strategy import detect
+    from tuner.quiet import quiet_fit_warnings
+
+    ckpt = TrialCheckpoint(plan.folder)
+    state = ckpt.load()
+    if state and state.get("done"):
+        log(f"refit of trial {plan.trial_id} ({plan.epochs} epochs on train + val) was finished before: "
+            f"{plan.weights}")
+        return plan.weights
+    space = meta["space"]
+    train = space.get("train", {})
+    values = plan.values
+    data = FlowerData(root, int(values["image_size"]), log=None)
+    quiet_fit_warnings()
+    info = detect(strategy)
+    seed = int(space.get("seed") or 0)
+    keras.utils.set_random_seed((seed + int(plan.trial_id)) % (2**31))
+    scope = info.strategy.scope() if info.replicas > 1 or info.kind == "tpu" else contextlib.nullcontext()
+    with scope:
+        model = build_model(values, jit_compile=train.get("jit_compile", "auto"), num_classes=data.num_classes)
+        state = ckpt.restore(model, best_file=plan.weights)
+    initial = int(state["epoch"]) if state else 0
+    rows = list((state or {}).get("rows", []))
+    batch = info.global_batch(int(values.get("batch_per_replica") or train.get("batch_per_replica") or 16))
+    steps = int(train.get("steps_per_epoch") or max(1, (data.count("train") + data.count("val")) // batch))
+    ds = data.train_dataset(batch, augment=build_augment(values), cache=train.get("cache", "auto"),
+                            seed=pipeline_seed(seed, ["refit", plan.trial_id], initial), splits=("train", "val"))
+    again = f", continuing after epoch {initial}" if initial else ""
+    log(f"refit of trial {plan.trial_id} on train + val ({data.count('train') + data.count('val')} images): "
+        f"{plan.epochs} epochs of {steps} steps{again}")
+    lr = [ReplayLearningRate(plan.start_lrs)] if plan.start_lrs else trial_callbacks(values)
+    if initial < plan.epochs:
+        if stopper:
+            stopper.install()
+        try:
+            model.fit(ds, epochs=plan.epochs, initial_epoch=initial, steps_per_epoch=steps, verbose=0,
+                      callbacks=lr + [RefitEpoch(plan, ckpt, rows, log, stopper)])
+        finally:
+            if stopper:
+                stopper.uninstall()
+    ckpt.finish({"rows": rows})
+    return plan.weights
+
