@@ -43,6 +43,7 @@ def test_status_lists_every_trial(finished):
     for col in ("state", "optimizer", "learning_rate", "epochs", "val F1", "precision", "recall", "time"):
         assert col in header
     assert all("completed" in ln and "2/2" in ln for ln in lines)
+    assert "dtype" in header and all("float32" in ln for ln in lines)  # what auto chose on this CPU
 
 
 def test_best_shows_the_study_table(finished):
@@ -52,6 +53,7 @@ def test_best_shows_the_study_table(finished):
                 "optimizer", "recall", "precision", "F1"):
         assert col in r.stdout
     assert "flip left right" in r.stdout and str(finished / "trial_") in r.stdout
+    assert "float32)" in r.stdout  # each trial's precision
 
 
 def test_export_writes_every_file(exported):

@@ -189,7 +189,7 @@ def _cmd_best(args) -> int:
     best = best_trials(meta, trials, args.top)
     print_table([study_row(meta, t) for t in best], f"best of {len(trials)} trial(s) in {project}")
     for t in best:
-        print(f"trial {t.trial_id}: {t.trial_dir} (best epoch {t.best_epoch})")
+        print(f"trial {t.trial_id}: {t.trial_dir} (best epoch {t.best_epoch}" + (f", {t.dtype})" if t.dtype else ")"))
     if args.export:
         from tuner.engine.errors import Stopped
         from tuner.results.export import RefitRequest, export_best

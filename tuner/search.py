@@ -137,16 +137,21 @@ def prepare(opts: SearchOptions, log=print, need_data: bool = True):
 
 
 def _without_new_defaults(old: dict, new: dict) -> dict:
-    """`new` less the dimensions a later flower-tuner added that the project
-    does not know and that stay at their default: a project begun before a
-    dimension existed (e.g. `batchnorm`) resumes as it was."""
+    """`new` less the dimensions and train keys a later flower-tuner added
+    that the project does not know and that stay at their default: a project
+    begun before they existed (e.g. `batchnorm`, `train.precision`) resumes
+    as it was."""
     from tuner.spaces import dimensions
+
+    from tuner.spaces import TrainConfig
 
     dims = dimensions()
     known = old.get("parameters", {})
     params = {n: p for n, p in new.get("parameters", {}).items()
               if n in known or n not in dims or p != {"value": dims[n].default}}
-    return {**new, "parameters": params}
+    defaults, was = TrainConfig().to_dict(), old.get("train", {})
+    train = {k: v for k, v in new.get("train", {}).items() if k in was or k not in defaults or v != defaults[k]}
+    return {**new, "parameters": params, "train": train}
 
 
 def run_search(opts: SearchOptions, progress=None) -> SearchResult:
@@ -186,6 +191,17 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
         finally:
             stopper.uninstall()
             progress.stop()
+
+
+def _precision_line(space, hypermodel) -> str:
+    """What each trial will compute in on this machine (raising for a
+    precision it cannot run), as the line the search starts with."""
+    param = space.params.get("precision")
+    asked = sorted({p or space.train.precision for p in (param.possible() if param else [None])})
+    chosen = [hypermodel.precision({"precision": a}) for a in asked]
+    if len(chosen) == 1:
+        return f"precision: {chosen[0][0]} ({chosen[0][1]})"
+    return "precision: by trial (" + ", ".join(f"{a} -> {c[0]}" for a, c in zip(asked, chosen)) + ")"
 
 
 def _parse_address(text: str, flag: str) -> tuple[str, str]:
@@ -262,6 +278,9 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
         for size in _image_sizes(space):
             data_factory(size).check()
         check_weights_available(space)
+    hypermodel = FlowerHyperModel(space, data_factory, info, seed=space.seed)
+    # A precision this machine cannot run ends the search here, before any trial.
+    precision = None if chief else _precision_line(space, hypermodel)
 
     if opts.role != "worker" and proj.read_meta(project) is None:
         proj.write_meta(project, {"space": space.to_dict(), "space_text": space.text, "data": root,
@@ -281,7 +300,7 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
     oracle.log = progress.log
     try:
         tuner = tuner_cls(
-            oracle=oracle, hypermodel=FlowerHyperModel(space, data_factory, info, seed=space.seed),
+            oracle=oracle, hypermodel=hypermodel,
             directory=os.path.dirname(os.path.abspath(project)) if "://" not in project else project.rsplit("/", 1)[0],
             project_name=os.path.basename(project.rstrip("/")),
             distribution_strategy=info.strategy if info.replicas > 1 or info.kind == "tpu" else None,
@@ -306,6 +325,8 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
         plan = oracle.plan(opts.max_time)
         if plan:
             progress.log(plan)
+    if precision:
+        progress.log(precision)
     began = time.monotonic()
     result = SearchResult(project=project, stopped=None)
     monitor = LeaseMonitor(oracle) if chief else None

@@ -57,11 +57,12 @@ METRICS = ("val_f1", "val_loss", "val_accuracy", "val_precision", "val_recall")
 GOALS = ("maximize", "minimize")
 DISTRIBUTIONS = ("uniform", "log_uniform_values", "int_uniform")
 CACHE_VALUES = ("auto", "true", "false")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # as tuner.model.precision
 
 TOP_KEYS = ("name", "description", "method", "metric", "run_cap", "seed",
             "data", "train", "hyperband", "early_terminate", "parameters")
 TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_per_replica",
-              "validation_steps", "cache", "jit_compile")
+              "validation_steps", "cache", "jit_compile", "precision")
 HYPERBAND_KEYS = ("factor", "iterations")
 EARLY_KEYS = ("type", "min_iter", "eta", "max_iter")
 METRIC_KEYS = ("name", "goal")
@@ -216,6 +217,10 @@ _CORE: tuple[Dimension, ...] = (
               min=1, max=1024),
     Dimension("epochs", "int", None, "epochs per trial (default: train.epochs)",
               min=1),
+    Dimension("precision", "str", "auto",
+              "compute precision (default: train.precision): auto, float32, mixed_float16 or "
+              "mixed_bfloat16 (see tuner.model.precision)",
+              choices=PRECISIONS),
 )
 
 
@@ -326,6 +331,8 @@ class TrainConfig:
     #: XLA: "auto" is Keras' choice; compiling costs tens of seconds per trial
     #: on a CPU, which dominates very short trials.
     jit_compile: str | bool = "auto"
+    #: Keras dtype policy, or "auto" for the device's best (tuner.model.precision)
+    precision: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -786,6 +793,7 @@ class _Validator:
                                        "train.validation_steps", 1, null=True),
             cache=tristate("cache"),
             jit_compile=tristate("jit_compile"),
+            precision=self.choice(tr.get("precision", "auto"), "train.precision", PRECISIONS),
         )
         if train.batch_per_replica > 1024:
             raise self.fail("train.batch_per_replica",
@@ -845,6 +853,8 @@ class _Validator:
                 default = train.epochs
             elif name == "batch_per_replica":
                 default = train.batch_per_replica
+            elif name == "precision":
+                default = train.precision
             out[name] = Param(name, "fixed", value=default)
         return out
 

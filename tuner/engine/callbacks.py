@@ -70,6 +70,7 @@ class EpochState(keras.callbacks.Callback):
             "rows": self.rows, "callbacks": cb_state, "trial_id": self.trial.trial_id,
             "replicas": self.tuner.hypermodel.strategy_info.replicas, "worker": self.tuner.tuner_id,
             "best_epoch": self.best_epoch(),
+            "precision": self.model.dtype_policy.name,
             # EarlyStopping (the trial's own callbacks run first) said stop:
             # a resume must not train another epoch.
             "stop_training": bool(self.model.stop_training),

@@ -113,6 +113,7 @@ def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=N
     from tuner.data.augment import build_augment
     from tuner.data.reader import FlowerData
     from tuner.model.hypermodel import build_model, pipeline_seed, trial_callbacks
+    from tuner.model.precision import choose, this_device
     from tuner.model.strategy import detect
     from tuner.quiet import quiet_fit_warnings
 
@@ -131,8 +132,10 @@ def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=N
     seed = int(space.get("seed") or 0)
     keras.utils.set_random_seed((seed + int(plan.trial_id)) % (2**31))
     scope = info.strategy.scope() if info.replicas > 1 or info.kind == "tpu" else contextlib.nullcontext()
+    policy, _ = choose(values.get("precision") or train.get("precision", "auto"), this_device(info.kind))
     with scope:
-        model = build_model(values, jit_compile=train.get("jit_compile", "auto"), num_classes=data.num_classes)
+        model = build_model(values, jit_compile=train.get("jit_compile", "auto"), num_classes=data.num_classes,
+                            precision=policy)
         state = ckpt.restore(model, best_file=plan.weights)
     initial = int(state["epoch"]) if state else 0
     rows = list((state or {}).get("rows", []))

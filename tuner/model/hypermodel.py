@@ -170,6 +170,7 @@ class FlowerHyperModel(kt.HyperModel):
         self.data_factory = data_factory  # image_size -> FlowerData
         self.strategy_info = strategy_info
         self.seed = seed
+        self._device = None  # tuner.model.precision.Device, read on the first build
 
     # Keras Tuner calls this once to populate the oracle's space.
     def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
@@ -185,7 +186,15 @@ class FlowerHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         v = self.values(hp)
         return build_model(v, jit_compile=self.space.train.jit_compile,
-                           num_classes=self.num_classes(int(v["image_size"])))
+                           num_classes=self.num_classes(int(v["image_size"])), precision=self.precision(v)[0])
+
+    def precision(self, v: dict[str, Any]) -> tuple[str, str]:
+        """(Keras dtype policy, why) for a trial's values on this machine."""
+        from tuner.model.precision import choose, this_device
+
+        if self._device is None:
+            self._device = this_device(self.strategy_info.kind)
+        return choose(v.get("precision") or self.space.train.precision, self._device)
 
     def num_classes(self, image_size: int) -> int:
         """The data's class count (the chief, which has no data, never builds)."""
@@ -263,10 +272,23 @@ def trial_callbacks(v: dict[str, Any]) -> list[keras.callbacks.Callback]:
     return []
 
 
-def build_model(v: dict[str, Any], jit_compile: str | bool = "auto", num_classes: int = NUM_CLASSES) -> keras.Model:
+def build_model(v: dict[str, Any], jit_compile: str | bool = "auto", num_classes: int = NUM_CLASSES,
+                precision: str = "float32") -> keras.Model:
     """The classifier for one set of dimension values (called inside the
     strategy's scope by the tuner); `num_classes` is the data's
-    (`FlowerData.num_classes`), 104 for Kaggle's flowers."""
+    (`FlowerData.num_classes`), 104 for Kaggle's flowers. `precision` is a
+    Keras dtype policy (`tuner.model.precision.choose`); the classifier's
+    softmax stays float32 in every policy, and exports build in float32
+    (the variables are float32 under mixed policies, so weights load across)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return _build_model(v, jit_compile, num_classes)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build_model(v: dict[str, Any], jit_compile: str | bool, num_classes: int) -> keras.Model:
     spec = backbones.get(v["backbone"])
     size = int(v["image_size"])
     if size < spec.min_size:

@@ -35,6 +35,7 @@ class TrialInfo:
     replicas: int = 1
     worker: str | None = None
     decision: str | None = None  # early termination: "stopped at epoch 2 (rung 1)", "paused at rung 1 (epoch 2)"
+    dtype: str | None = None  # the Keras dtype policy it trained in, as recorded at its last epoch
 
     @property
     def score(self) -> float | None:
@@ -114,7 +115,7 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
             seconds=sum(r.get("seconds") or 0.0 for r in rows),
             replicas=int(pointer.get("replicas", 1)),
             worker=(leases.get(t["trial_id"]) or {}).get("worker") or pointer.get("worker"),
-            decision=decision,
+            decision=decision, dtype=pointer.get("precision"),
         )
         if info.worker == "tuner0":  # a one-machine search: no worker to name
             info.worker = None
@@ -178,7 +179,10 @@ def status_row(meta: dict[str, Any], t: TrialInfo) -> dict[str, str]:
     row = {"trial": t.trial_id, "state": t.state_text()}
     for name in varying_names(meta):
         val = t.values.get(name)
-        row[name] = f"{val:.3g}" if isinstance(val, float) else str(val)
+        # the precision dimension is shown as `dtype`: `precision` is the metric's column
+        row["dtype" if name == "precision" else name] = f"{val:.3g}" if isinstance(val, float) else str(val)
+    if t.dtype:
+        row["dtype"] = t.dtype  # what "auto" became on the machine that trained it
     row.update({
         "epochs": f"{t.epochs_done}/{t.epochs_planned}" if t.epochs_planned else str(t.epochs_done),
         "val F1": _f(t.metrics.get("val_f1")), "precision": _f(t.metrics.get("val_precision")),
