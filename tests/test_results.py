@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from conftest import REPO, run_cli, tiny_space
+from conftest import REPO, run_cli
 from tuner.data.classes import CLASS_NAMES
 
 

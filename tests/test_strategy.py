@@ -44,3 +44,30 @@ def test_tpu_request_without_a_tpu_is_one_clear_error():
     with pytest.raises(TunerError, match="no TPU could be reached") as e:
         detect("tpu")
     assert "\n" not in str(e.value)
+
+
+def test_steps_per_execution_is_many_on_a_tpu_only_and_reaches_compile():
+    from tuner.model.hypermodel import build_model
+    from tuner.model.strategy import TPU_STEPS_PER_EXECUTION, steps_per_execution
+
+    assert steps_per_execution("auto", "tpu") == TPU_STEPS_PER_EXECUTION > 1
+    assert steps_per_execution("auto", "cpu") == steps_per_execution("auto", "mirrored") == 1
+    assert steps_per_execution(4, "cpu") == 4
+    values = {"backbone": "mobilenetv2", "weights": "none", "image_size": 32, "optimizer": "adam",
+              "learning_rate": 1e-3}
+    assert build_model(values, jit_compile=False, num_classes=3, steps_per_execution=4).steps_per_execution == 4
+
+
+@pytest.mark.parametrize("value, says", [(0, "0 is too small"), ("fast", "'fast' is a string"), (1.5, "1.5 is a float")])
+def test_a_bad_steps_per_execution_is_one_line(value, says):
+    from conftest import TINY_SPACE
+    from tuner.errors import SpaceError
+    from tuner.spaces import parse_space
+
+    text = TINY_SPACE.format(epochs=1, steps=1, backbone="resnet50v2", extra="")
+    bad = text.replace("jit_compile: false}", f"jit_compile: false, steps_per_execution: {value}}}")
+    with pytest.raises(SpaceError, match=r"train\.steps_per_execution") as e:
+        parse_space(bad)
+    assert says in str(e.value) and "expected auto or an int >= 1" in str(e.value) and "\n" not in str(e.value)
+    assert parse_space(text.replace("jit_compile: false}", "jit_compile: false, steps_per_execution: 8}")
+                       ).train.steps_per_execution == 8

@@ -62,7 +62,7 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # as tuner.
 TOP_KEYS = ("name", "description", "method", "metric", "run_cap", "seed",
             "data", "train", "hyperband", "early_terminate", "parameters")
 TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_per_replica",
-              "validation_steps", "cache", "jit_compile", "precision")
+              "validation_steps", "cache", "jit_compile", "precision", "steps_per_execution")
 HYPERBAND_KEYS = ("factor", "iterations")
 EARLY_KEYS = ("type", "min_iter", "eta", "max_iter")
 METRIC_KEYS = ("name", "goal")
@@ -333,6 +333,9 @@ class TrainConfig:
     jit_compile: str | bool = "auto"
     #: Keras dtype policy, or "auto" for the device's best (tuner.model.precision)
     precision: str = "auto"
+    #: training steps per call into the device (Keras' steps_per_execution);
+    #: "auto": many on a TPU, one elsewhere (tuner.model.strategy)
+    steps_per_execution: str | int = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -726,6 +729,14 @@ class _Validator:
             raise self.fail(key, what, f"expected {need}")
         return v
 
+    def auto_or_int(self, v: Any, key: str, lo: int) -> str | int:
+        if v == "auto":
+            return v
+        if not _is_int(v) or v < lo:
+            raise self.fail(key, f"{_show(v)} is {'too small' if _is_int(v) else _typename(v)}",
+                            f"expected auto or an int >= {lo}")
+        return v
+
     def choice(self, v: Any, key: str, allowed: tuple[str, ...]) -> str:
         if not isinstance(v, str) or v not in allowed:
             close = (difflib.get_close_matches(v, allowed, n=1)
@@ -794,6 +805,8 @@ class _Validator:
             cache=tristate("cache"),
             jit_compile=tristate("jit_compile"),
             precision=self.choice(tr.get("precision", "auto"), "train.precision", PRECISIONS),
+            steps_per_execution=self.auto_or_int(tr.get("steps_per_execution", "auto"),
+                                                 "train.steps_per_execution", 1),
         )
         if train.batch_per_replica > 1024:
             raise self.fail("train.batch_per_replica",

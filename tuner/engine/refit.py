@@ -114,7 +114,7 @@ def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=N
     from tuner.data.reader import FlowerData
     from tuner.model.hypermodel import build_model, pipeline_seed, trial_callbacks
     from tuner.model.precision import choose, this_device
-    from tuner.model.strategy import detect
+    from tuner.model.strategy import detect, steps_per_execution
     from tuner.quiet import quiet_fit_warnings
 
     ckpt = TrialCheckpoint(plan.folder)
@@ -135,7 +135,9 @@ def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=N
     policy, _ = choose(values.get("precision") or train.get("precision", "auto"), this_device(info.kind))
     with scope:
         model = build_model(values, jit_compile=train.get("jit_compile", "auto"), num_classes=data.num_classes,
-                            precision=policy)
+                            precision=policy,
+                            steps_per_execution=steps_per_execution(train.get("steps_per_execution", "auto"),
+                                                                    info.kind))
         state = ckpt.restore(model, best_file=plan.weights)
     initial = int(state["epoch"]) if state else 0
     rows = list((state or {}).get("rows", []))

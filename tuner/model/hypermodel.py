@@ -185,8 +185,13 @@ class FlowerHyperModel(kt.HyperModel):
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         v = self.values(hp)
-        return build_model(v, jit_compile=self.space.train.jit_compile,
-                           num_classes=self.num_classes(int(v["image_size"])), precision=self.precision(v)[0])
+        from tuner.model.strategy import steps_per_execution
+
+        train = self.space.train
+        return build_model(v, jit_compile=train.jit_compile, num_classes=self.num_classes(int(v["image_size"])),
+                           precision=self.precision(v)[0],
+                           steps_per_execution=steps_per_execution(train.steps_per_execution,
+                                                                   self.strategy_info.kind))
 
     def precision(self, v: dict[str, Any]) -> tuple[str, str]:
         """(Keras dtype policy, why) for a trial's values on this machine."""
@@ -273,7 +278,7 @@ def trial_callbacks(v: dict[str, Any]) -> list[keras.callbacks.Callback]:
 
 
 def build_model(v: dict[str, Any], jit_compile: str | bool = "auto", num_classes: int = NUM_CLASSES,
-                precision: str = "float32") -> keras.Model:
+                precision: str = "float32", steps_per_execution: int = 1) -> keras.Model:
     """The classifier for one set of dimension values (called inside the
     strategy's scope by the tuner); `num_classes` is the data's
     (`FlowerData.num_classes`), 104 for Kaggle's flowers. `precision` is a
@@ -283,12 +288,13 @@ def build_model(v: dict[str, Any], jit_compile: str | bool = "auto", num_classes
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-        return _build_model(v, jit_compile, num_classes)
+        return _build_model(v, jit_compile, num_classes, steps_per_execution)
     finally:
         keras.config.set_dtype_policy(previous)
 
 
-def _build_model(v: dict[str, Any], jit_compile: str | bool, num_classes: int) -> keras.Model:
+def _build_model(v: dict[str, Any], jit_compile: str | bool, num_classes: int,
+                 steps_per_execution: int) -> keras.Model:
     spec = backbones.get(v["backbone"])
     size = int(v["image_size"])
     if size < spec.min_size:
@@ -337,6 +343,7 @@ def _build_model(v: dict[str, Any], jit_compile: str | bool, num_classes: int) -
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=float(v.get("label_smoothing", 0.0))),
         metrics=macro_metrics(num_classes),
         jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
     return model
 

@@ -81,6 +81,19 @@ def split_cpu(n: int) -> None:
         ) from None
 
 
+#: steps per TPU call for `steps_per_execution: auto`, as the fast public notebooks use
+TPU_STEPS_PER_EXECUTION = 32
+
+
+def steps_per_execution(asked: str | int, kind: str) -> int:
+    """Steps per call into the device: a TPU pays a host round trip per call,
+    so "auto" gives it many; elsewhere one (Keras' default). Callbacks still
+    run at every epoch end, which is all the tuner's own need."""
+    if asked == "auto":
+        return TPU_STEPS_PER_EXECUTION if kind == "tpu" else 1
+    return int(asked)
+
+
 def detect(kind: str = "auto", cpu_replicas: int | None = None) -> StrategyInfo:
     """Build the strategy for `kind` (auto|tpu|mirrored|cpu)."""
     if kind not in KINDS:
