@@ -177,8 +177,8 @@ def test_a_model_error_fails_the_trial_with_its_own_line(root, tmp_path, monkeyp
 
     real = hm_module.build_model
 
-    def broken(v, jit_compile="auto", num_classes=104):
-        model = real(v, jit_compile=jit_compile, num_classes=num_classes)
+    def broken(v, jit_compile="auto", num_classes=104, **kwargs):
+        model = real(v, jit_compile=jit_compile, num_classes=num_classes, **kwargs)
         out = keras.layers.Lambda(lambda t: t + 0 * tf.reduce_mean(tf.reshape(_unknown_length(t), [-1, 5])))(
             model.output)  # 8 x 104 values: not a multiple of 5, found at run time
         bad = keras.Model(model.inputs, out)
