@@ -141,9 +141,7 @@ def _without_new_defaults(old: dict, new: dict) -> dict:
     that the project does not know and that stay at their default: a project
     begun before they existed (e.g. `batchnorm`, `train.precision`) resumes
     as it was."""
-    from tuner.spaces import dimensions
-
-    from tuner.spaces import TrainConfig
+    from tuner.spaces import TrainConfig, dimensions
 
     dims = dimensions()
     known = old.get("parameters", {})
