@@ -45,7 +45,7 @@ description: one fixed trial, for bench/overhead.py
 method: random
 run_cap: 1
 seed: 7
-train: {{epochs: {epochs}, steps_per_epoch: {steps}, batch_per_replica: {batch}, jit_compile: {jit}, cache: {cache}}}
+train: {{epochs: {epochs}, steps_per_epoch: {steps}, batch_per_replica: {batch}, jit_compile: {jit}, cache: {cache}, precision: {precision}}}
 parameters:
   backbone:      {{value: {backbone}}}
   weights:       {{value: none}}
@@ -68,10 +68,17 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=10, help="training steps per epoch (default: 10)")
     p.add_argument("--batch", type=int, default=32, help="batch size (default: 32)")
     p.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"), help="(default: auto)")
+    p.add_argument("--precision", default="auto", help="train.precision on both sides (default: auto, as "
+                   "the tuner resolves it on this machine)")
     p.add_argument("--cache", default="auto", choices=("auto", "true", "false"), help="train cache (default: auto)")
     p.add_argument("--repeats", type=int, default=2,
                    help="pairs of runs, alternated bare,tuner,tuner,bare,... (default: 2)")
     p.add_argument("--goal", type=float, default=0.97, help="required tuner/bare ratio (default: 0.97)")
+    p.add_argument("--strategy", default="auto", help="the tuner's --strategy (default: auto; the bare side "
+                   "runs on TensorFlow's default device)")
+    p.add_argument("--compare-sync", action="store_true",
+                   help="also run the tuner with its epoch checkpoints written on the training thread "
+                        "(checkpoint.ASYNC = False), alternated with the others")
     p.add_argument("--no-breakdown", dest="breakdown", action="store_false",
                    help="skip timing the parts of one checkpoint save")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
@@ -81,6 +88,13 @@ def parse_args(argv=None):
 def values(args) -> dict:
     return {"backbone": args.backbone, "weights": "none", "fine_tune": "full", "image_size": args.image_size,
             "optimizer": "adam", "learning_rate": 0.001, "callback": "none", "flip_left_right": True}
+
+
+def policy(args) -> str:
+    """The Keras dtype policy the tuner runs `--precision` in on this machine."""
+    from tuner.model.precision import choose, this_device
+
+    return choose(args.precision, this_device("cpu"))[0]
 
 
 def tristate(s: str):
@@ -146,7 +160,8 @@ def bare_run(args, root: str) -> dict:
     keras.utils.set_random_seed(7)  # the tuner seeds with space seed + trial id
     v = values(args)
     data = FlowerData(root, args.image_size, log=None)
-    model = build_model(v, jit_compile=tristate(args.jit_compile), num_classes=data.num_classes)
+    model = build_model(v, jit_compile=tristate(args.jit_compile), num_classes=data.num_classes,
+                        precision=policy(args))
     train_ds = data.train_dataset(args.batch, augment=build_augment(v), cache=tristate(args.cache), seed=7)
     val_ds = data.val_dataset(args.batch)
     phase = phase_callback()
@@ -159,7 +174,7 @@ def bare_run(args, root: str) -> dict:
     return r
 
 
-def tuner_run(args, root: str, tmp: str, k: int) -> dict:
+def tuner_run(args, root: str, tmp: str, k: int, sync: bool = False) -> dict:
     from keras_tuner.src.engine import tuner_utils
 
     from tuner.engine import checkpoint
@@ -169,7 +184,8 @@ def tuner_run(args, root: str, tmp: str, k: int) -> dict:
     space = os.path.join(tmp, "overhead.yaml")
     with open(space, "w") as f:
         f.write(SPACE.format(epochs=args.epochs, steps=args.steps, batch=args.batch, jit=args.jit_compile,
-                             cache=args.cache, backbone=args.backbone, size=args.image_size))
+                             cache=args.cache, backbone=args.backbone, size=args.image_size,
+                             precision=args.precision))
     project = os.path.join(tmp, f"proj{k}")
     # Instrumentation by wrapping (nothing outside bench/ is edited): the resume
     # checkpoint, Keras Tuner's SaveBestEpoch, and a Phase callback put first
@@ -202,10 +218,12 @@ def tuner_run(args, root: str, tmp: str, k: int) -> dict:
     checkpoint.TrialCheckpoint.save = timed_save
     tuner_utils.SaveBestEpoch.on_epoch_end = timed_best
     FlowerHyperModel.fit = fit_with_phase
+    checkpoint.ASYNC = not sync
     la = C.load()
     try:
-        res = run_search(SearchOptions(space=space, data=root, project=project, plain=True, strategy="cpu"))
+        res = run_search(SearchOptions(space=space, data=root, project=project, plain=True, strategy=args.strategy))
     finally:
+        checkpoint.ASYNC = True
         checkpoint.TrialCheckpoint.save = orig_save
         tuner_utils.SaveBestEpoch.on_epoch_end = orig_best
         FlowerHyperModel.fit = orig_fit
@@ -284,17 +302,18 @@ def main(argv=None) -> int:
     with C.workdir(args.keep) as tmp:
         root = C.demo_data(args.data, tmp, (args.image_size,), args.scale)
         order = []
+        kinds = ["bare", "tuner"] + (["sync"] if args.compare_sync else [])
         for i in range(args.repeats):
-            order += ["bare", "tuner"] if i % 2 == 0 else ["tuner", "bare"]
-        runs: dict[str, list] = {"bare": [], "tuner": []}
+            order += kinds if i % 2 == 0 else kinds[::-1]
+        runs: dict[str, list] = {kind: [] for kind in kinds}
         for k, kind in enumerate(order):
-            r = bare_run(args, root) if kind == "bare" else tuner_run(args, root, tmp, k)
+            r = bare_run(args, root) if kind == "bare" else tuner_run(args, root, tmp, k, sync=kind == "sync")
             runs[kind].append(r)
             f = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
             print(f"run {k + 1} {kind:5s} (load at start {r['load']}): epochs 2..{args.epochs} wall {f(r['wall'])} s "
                   f"-> {imgs / statistics.median(r['wall']):.1f} images/s; CPU {f(r['cpu'])} s; "
                   f"train {f(r['train'])}; validation {f(r['val'])}; after validation {f(r['end_work'])}"
-                  + (f"; resume checkpoint {f(r['save'])}; KT SaveBestEpoch {f(r['best'])}" if kind == "tuner" else ""),
+                  + (f"; resume checkpoint {f(r['save'])}; KT SaveBestEpoch {f(r['best'])}" if kind != "bare" else ""),
                   flush=True)
 
     def med(kind, key):
@@ -309,13 +328,16 @@ def main(argv=None) -> int:
     print()
     print(f"{args.backbone} at {args.image_size}px, batch {args.batch}, {args.steps} steps/epoch, "
           f"{args.epochs} epochs (epoch 1 not counted), jit_compile {args.jit_compile}, {args.repeats} pair(s); "
-          f"{n_timed} epochs timed per side; medians")
+          f"{n_timed} epochs timed per side; precision {policy(args)}; medians")
     keys = [("wall", "wall s/epoch"), ("cpu", "CPU s/epoch"), ("train", "train s"), ("val", "validation s"),
             ("end_work", "after validation s")]
     rows = []
-    for kind, label in (("bare", "bare model.fit"), ("tuner", "tuner trial")):
+    labels = {"bare": "bare model.fit", "tuner": "tuner trial", "sync": "tuner trial, checkpoints on the training thread"}
+    for kind, label in labels.items():
+        if kind not in runs:
+            continue
         rows.append([label, f"{imgs / med(kind, 'wall'):.1f}", f"{imgs / med(kind, 'cpu'):.1f}"]
-                    + [f"{med(kind, k):.2f}" for k, _ in keys])
+                     + [f"{med(kind, k):.2f}" for k, _ in keys])
     print(C.table(rows, ["run", "images/s (wall)", "images/CPU-s"] + [h for _, h in keys]))
     ratio = med("bare", "wall") / med("tuner", "wall")
     ratio_cpu = med("bare", "cpu") / med("tuner", "cpu")
@@ -324,6 +346,9 @@ def main(argv=None) -> int:
     gap = med("tuner", "wall") - med("bare", "wall")
     print(f"tuner/bare images/s: wall {ratio:.3f}, CPU time {ratio_cpu:.3f}; training steps alone "
           f"(epoch begin to validation begin) {ratio_train:.3f}; gap {gap:+.2f} s/epoch")
+    if "sync" in runs:
+        print(f"with the checkpoint on the training thread: tuner/bare wall {med('bare', 'wall') / med('sync', 'wall'):.3f}, "
+              f"CPU time {med('bare', 'cpu') / med('sync', 'cpu'):.3f}; its save {mean('sync', 'save'):.2f} s/epoch")
     print(f"end-of-epoch work in the tuner (after validation): {med('tuner', 'end_work'):.2f} s/epoch, of which the "
           f"resume checkpoint {save:.2f} s and Keras Tuner's SaveBestEpoch {best:.2f} s (mean; it writes the "
           f"weights only when val_f1 improves); bare: {med('bare', 'end_work'):.2f} s")

@@ -107,3 +107,15 @@ def finished_project(flower_root, tmp_path_factory) -> Path:
     assert r.returncode == 0, r.stdout + r.stderr
     (tmp / "search.log").write_text(r.stdout)
     return project
+
+
+def event_steps(folder: Path, tag: str = "val_f1") -> list[int]:
+    """Every step of `tag` in a TensorBoard run folder's event files, read raw
+    with TensorBoard's own loader (no de-duplication: a repeated epoch shows)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    steps = []
+    for path in sorted(Path(folder).glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            steps += [int(event.step) for v in event.summary.value if v.tag == tag]
+    return sorted(steps)

@@ -83,6 +83,37 @@ def test_cache_on_or_off_gives_the_same_pixels(flower_root):
     assert ordered(False) == ordered(True)
 
 
+def test_a_tpus_padded_validation_counts_every_image_once(flower_root):
+    """static=True (what a TPU gets): every batch has the same shape, the
+    last one padded with weight-0 blanks, and every metric a trial reports
+    equals the unpadded figure."""
+    import keras
+
+    from tuner.model.metrics import compile_metrics
+
+    data = FlowerData(str(flower_root), 32, log=None)
+    batches = list(data.val_dataset(48, cache=False, static=True))  # 104 images: 48 + 48 + 8 and 40 blanks
+    assert [tuple(x.shape) for x, _, _ in batches] == [(48, 32, 32, 3)] * 3
+    weights = np.concatenate([w.numpy() for _, _, w in batches])
+    assert weights.sum() == 104 and (weights[104:] == 0).all() and (weights[:104] == 1).all()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
+                              keras.layers.Dense(104, activation="softmax")])
+    # compiled as build_model compiles a TPU's trial model
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy",
+                  **compile_metrics(104, padded=True))
+    model.fit(data.val_dataset(104, cache=False), epochs=20, verbose=0)  # learns val by heart: real figures
+    plain = model.evaluate(data.val_dataset(48, cache=False), return_dict=True, verbose=0)
+    padded = model.evaluate(data.val_dataset(48, cache=False, static=True), return_dict=True, verbose=0)
+    for k in ("accuracy", "f1", "precision", "recall"):
+        assert padded[k] == pytest.approx(plain[k], abs=1e-6), (k, plain, padded)
+    unmasked = model.evaluate(data.val_dataset(48, cache=False, static=True).map(lambda x, y, w: (x, y)),
+                              return_dict=True, verbose=0)
+    assert plain["accuracy"] > 0.5 and unmasked["accuracy"] < plain["accuracy"]  # the blanks would count
+    # with validation_steps the padding fills the chosen batches only
+    assert [tuple(x.shape) for x, _, _ in data.val_dataset(48, cache=False, steps=1, static=True)] == [(48, 32, 32, 3)]
+
+
 def test_missing_size_resizes_from_the_smallest_larger(flower_root):
     messages = []
     assert choose_source_size(str(flower_root), 40) == 48

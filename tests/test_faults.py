@@ -650,16 +650,29 @@ class FullDiskGfile:
         self.real, self.error, self.target = real, error, f"part-epoch-{epoch:04d}.weights.h5"
         self.fired = False
 
-    def copy(self, src, dst, overwrite=False):
-        if not self.fired and str(dst).endswith(self.target):
-            self.fired = True
-            data = Path(src).read_bytes()
-            Path(dst).write_bytes(data[: len(data) // 2])
-            raise self.error
-        return self.real.copy(src, dst, overwrite=overwrite)
+    def GFile(self, name, mode="r"):
+        if not self.fired and "w" in mode and str(name).endswith(self.target):
+            return _HalfWrite(self, str(name))
+        return self.real.GFile(name, mode)
 
     def __getattr__(self, name):
         return getattr(self.real, name)
+
+
+class _HalfWrite:
+    def __init__(self, disk: FullDiskGfile, path: str):
+        self.disk, self.path = disk, path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def write(self, data) -> None:
+        self.disk.fired = True
+        Path(self.path).write_bytes(bytes(data)[: len(data) // 2])
+        raise self.disk.error
 
 
 def _disk_full_error(kind: str) -> BaseException:
@@ -841,15 +854,19 @@ def test_a_late_worker_never_deletes_the_new_owners_epoch_files(tmp_path):
     trial = tmp_path / "trial_0"
     late, owner = TrialCheckpoint(str(trial), owner="w1"), TrialCheckpoint(str(trial), owner="w2")
     late.save(model, 1, {"rows": [{"epoch": 1}]})
+    late.flush()
     owner.restore(model)  # w2 takes the trial over after epoch 1
     owner.save(model, 2, {"rows": [{"epoch": 1}, {"epoch": 2}]})
     owner.save(model, 3, {"rows": [{"epoch": e} for e in (1, 2, 3)]})
+    owner.flush()
     late.save(model, 2, {"rows": [{"epoch": 1}, {"epoch": 2}]})  # w1 wakes up after its epoch 2
+    late.flush()
     files = sorted(p.name for p in (trial / "resume").iterdir())
     assert "w2-epoch-0003.weights.h5" in files, files  # the pointer w1 read named it
     assert "w2-epoch-0002.weights.h5" not in files  # each removes its own previous one
     assert "w1-epoch-0001.weights.h5" not in files
     owner.save(model, 4, {"rows": [{"epoch": e} for e in (1, 2, 3, 4)]})
+    owner.flush()
     assert sorted(p.name for p in (trial / "resume").iterdir()) == [
         "w1-epoch-0002.weights.h5", "w2-epoch-0004.weights.h5"]  # w1's last one goes with finish
     owner.finish({})

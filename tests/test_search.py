@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli, tiny_space
+from conftest import REPO, event_steps, run_cli, tiny_space
 
 
 def history_epochs(trial_dir: Path) -> list[int]:
@@ -139,10 +139,12 @@ def test_sigterm_stops_at_epoch_end_and_resumes(flower_root, tmp_path):
     pointer = json.loads((project / "trial_0" / "resume.json").read_text())
     assert pointer["epoch"] == 2 and pointer["precision"] == "mixed_bfloat16"
     assert history_epochs(project / "trial_0") == [1, 2]
+    assert event_steps(project / "trial_0") == [1, 2]  # TensorBoard has what the checkpoint has
     r = run_cli("search", "--plain", *args)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "resuming after epoch 2" in r.stdout
     assert history_epochs(project / "trial_0") == [1, 2, 3]
+    assert event_steps(project / "trial_0") == [1, 2, 3]  # the resumed run continues it, each epoch once
     assert "mixed_bfloat16" in run_cli("status", "--project", str(project)).stdout
 
 

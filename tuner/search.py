@@ -325,6 +325,14 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
             progress.log(plan)
     if precision:
         progress.log(precision)
+    if opts.role != "worker":
+        from tuner.engine import events
+
+        if events.available():
+            events.write_config(project, list(space.varying))
+        elif "://" not in project:
+            progress.log("TensorBoard: no event files (the HParams summaries need the tensorboard package; "
+                         "pip install tensorboard)")
     began = time.monotonic()
     result = SearchResult(project=project, stopped=None)
     monitor = LeaseMonitor(oracle) if chief else None

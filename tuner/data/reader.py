@@ -386,21 +386,38 @@ class FlowerData:
         return self._finish(ds, sample_weights)
 
     def eval_dataset(self, split: str, batch_size: int, cache: bool = True, sample_weights=None,
-                     steps: int | None = None):
+                     steps: int | None = None, static: bool = False):
         """Ordered, batched, optionally cached: (images, one-hot labels).
         With `steps`, only the first `steps` batches: the same ones every
         time, read to their end so the cache completes instead of being
-        dropped and refilled each epoch."""
+        dropped and refilled each epoch.
+
+        `static` (a TPU: every batch the same shape) pads the last batch
+        with blank images and yields a third element, the sample weight: 1
+        for an image, 0 for the padding, so every metric (the macro scores
+        included, see tuner.model.metrics) counts each image once. Keras'
+        `val_loss` is the one figure the padding still touches: the last
+        batch's mean is taken over the whole batch."""
+        import tensorflow as tf
+
         ds = self.decoded(split, ordered=True)
         if steps:
             ds = ds.take(steps * batch_size)
         if cache:
             ds = ds.cache()
-        ds = ds.batch(batch_size)
-        return self._finish(ds, sample_weights)
+        if not static:
+            return self._finish(ds.batch(batch_size), sample_weights)
+        n = self.count(split) if not steps else min(steps * batch_size, self.count(split))
+        ds = ds.map(lambda x, y: (x, y, tf.constant(1.0)))
+        pad = -n % batch_size
+        if pad:
+            image, label, _ = ds.element_spec
+            blank = (tf.zeros(image.shape, image.dtype), tf.zeros(label.shape, label.dtype), tf.constant(0.0))
+            ds = ds.concatenate(tf.data.Dataset.from_tensors(blank).repeat(pad))
+        return self._finish(ds.batch(batch_size, drop_remainder=True), sample_weights)
 
-    def val_dataset(self, batch_size: int, cache: bool = True, steps: int | None = None):
-        return self.eval_dataset("val", batch_size, cache=cache, steps=steps)
+    def val_dataset(self, batch_size: int, cache: bool = True, steps: int | None = None, static: bool = False):
+        return self.eval_dataset("val", batch_size, cache=cache, steps=steps, static=static)
 
     def test_dataset(self, batch_size: int):
         """Ordered (float32 images, ids): predictions line up with ids."""
@@ -412,21 +429,21 @@ class FlowerData:
         return ds.map(lambda x, i: (tf.cast(x, tf.float32), i)).prefetch(AUTOTUNE)
 
     def _finish(self, ds, sample_weights):
+        """float32 images and one-hot labels; the class weights of
+        `sample_weights` as a third element, times the padding's weight
+        where there is one."""
         import tensorflow as tf
 
         depth = self.num_classes
+        table = None if sample_weights is None else tf.constant(sample_weights, tf.float32)
 
-        def to_float(x, y):
-            return tf.cast(x, tf.float32), tf.one_hot(y, depth)
+        def to_float(x, y, w=None):
+            out = (tf.cast(x, tf.float32), tf.one_hot(y, depth))
+            if table is not None:
+                w = tf.gather(table, y) * (1.0 if w is None else w)
+            return out if w is None else (*out, w)
 
-        ds = ds.map(to_float, num_parallel_calls=AUTOTUNE)
-        if sample_weights is not None:
-            table = tf.constant(sample_weights, tf.float32)
-            ds = ds.map(
-                lambda x, y: (x, y, tf.gather(table, tf.argmax(y, axis=-1))),
-                num_parallel_calls=AUTOTUNE,
-            )
-        return ds.prefetch(AUTOTUNE)
+        return ds.map(to_float, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
 
     # ---- corrupt input ----------------------------------------------------
     def locate_corruption(self, split: str | None = None, error: BaseException | None = None) -> DataError:

@@ -26,9 +26,9 @@ class EpochState(keras.callbacks.Callback):
     after a kill is reported again, and the oracle replaces it."""
 
     def __init__(self, tuner, trial, ckpt, state, epochs: int, beat, watched: list, started: float,
-                 built: bool = True):
+                 built: bool = True, events=None):
         super().__init__()
-        self.tuner, self.trial, self.ckpt, self.beat = tuner, trial, ckpt, beat
+        self.tuner, self.trial, self.ckpt, self.beat, self.events = tuner, trial, ckpt, beat, events
         self.rows: list[dict[str, Any]] = list((state or {}).get("rows", []))
         self.saved_callbacks = (state or {}).get("callbacks", {})
         self.epochs, self.watched = epochs, watched
@@ -74,14 +74,29 @@ class EpochState(keras.callbacks.Callback):
             # EarlyStopping (the trial's own callbacks run first) said stop:
             # a resume must not train another epoch.
             "stop_training": bool(self.model.stop_training),
-        }, best_file=self.best_file if best else None)
+        }, best_file=self.best_file if best else None, guard=self.beat.check if self.beat.leased else None)
+        self.write_events()  # the epochs whose checkpoints are on disk by now
         self.tuner.progress.epoch_end(epoch + 1, self.epochs, logs, seconds)
         cost = now - self._run_started if self._first_of_run else seconds
         self.act(self.report(row, cost, self._first_of_run), epoch + 1)
         self._first_of_run = False
         why = self.tuner.stopper.requested() if self.tuner.stopper else None
         if why and self.decision is None:
+            self.ckpt.flush()  # the checkpoint of this epoch is on disk before the search ends
+            self.write_events(close=True)
             raise Stopped(f"{why}: trial {self.trial.trial_id} stopped after epoch {epoch + 1}")
+
+    def on_train_end(self, logs=None):
+        self.ckpt.flush()  # the last epoch's checkpoint is on disk when fit returns
+        self.write_events(close=True)
+
+    def write_events(self, close: bool = False) -> None:
+        """TensorBoard gets an epoch once its checkpoint is on disk: a kill
+        can then never leave it there twice (see tuner.engine.events)."""
+        if self.events is not None:
+            self.events.write(self.rows, self.ckpt.durable)
+            if close:
+                self.events.close()
 
     def best_epoch(self) -> int | None:
         name, rows = self.objective.name, [r for r in self.rows if r.get(self.objective.name) is not None]

@@ -4,7 +4,8 @@ Keras Tuner restarts an interrupted trial from scratch. Here every finished
 epoch writes the weights and optimizer state to new files, then switches one
 small pointer file (`resume.json`) atomically, then removes the previous
 epoch's files. A kill at any moment leaves the pointer naming a complete
-checkpoint. `history.csv` is rewritten from the pointer's rows, so each epoch
+checkpoint. The writing happens in a background thread from a snapshot
+taken at the epoch's end, so the next epoch does not wait for the disk. `history.csv` is rewritten from the pointer's rows, so each epoch
 appears exactly once across interruptions.
 """
 
@@ -17,12 +18,14 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
 
+from tuner.engine.snapshot import Snapshot, snapshot
 from tuner.errors import TunerError
 
 HISTORY_COLUMNS = (
@@ -31,6 +34,9 @@ HISTORY_COLUMNS = (
 )
 POINTER = "resume.json"
 HISTORY = "history.csv"
+#: write epoch checkpoints from a background thread (False: on the training
+#: thread, as bench/overhead.py compares)
+ASYNC = True
 
 
 def _gfile():
@@ -108,8 +114,13 @@ class TrialCheckpoint:
         self.pointer = f"{self.dir}/{POINTER}"
         #: the start of this owner's epoch file names (one machine: no owner)
         self.prefix = f"{_safe_name(owner)}-epoch-" if owner else "epoch-"
+        self._pending: threading.Thread | None = None
+        self._error: BaseException | None = None
+        #: the last epoch whose checkpoint is on disk (as far as this object knows)
+        self.durable: int | None = None
 
     def load(self) -> dict[str, Any] | None:
+        self.flush()
         gfile = _gfile()
         if not gfile.exists(self.pointer):
             return None
@@ -119,37 +130,79 @@ class TrialCheckpoint:
     def _weights_name(self, epoch: int) -> str:
         return f"{self.prefix}{epoch:04d}.weights.h5"
 
-    def save(self, model: keras.Model, epoch: int, state: dict[str, Any], best_file: str | None = None) -> None:
+    def save(self, model: keras.Model, epoch: int, state: dict[str, Any], best_file: str | None = None,
+             wait: bool = False, guard: Callable[[], None] | None = None) -> None:
         """Persist the state after `epoch` finished epochs (1-based count).
 
-        Order matters: the new weights file (Keras stores the optimizer's
-        slots in it too), then history.csv, then the pointer; then, when
-        this epoch is the trial's best, the best-epoch file (`best_file`)
-        becomes a link to the same weights; only then are this owner's
-        earlier epoch files removed. A kill or a full disk at any step
-        leaves the pointer naming a complete checkpoint, and the best-epoch file whole
-        (the pointer's `best_epoch` lets `restore` finish a publication that
-        a kill cut short)."""
+        Here, on the training thread, only a snapshot is taken (numpy copies
+        of every variable, the optimizer's slots included, and the pointer's
+        text); a background thread writes it (see `_write`) while the next
+        epoch trains. One write is in flight at a time: the next save, a
+        restore, `finish` and `flush` wait for it and raise its error.
+        `guard` runs just before the new weights are put in place and may
+        raise to abandon the write (a worker that lost its trial's lease)."""
+        self.flush()
+        snap = snapshot(model)
+        history = history_csv(state.get("rows", []))
+        pointer = json.dumps({"epoch": epoch, "weights": f"resume/{self._weights_name(epoch)}",
+                              "saved_at": time.time(), **state}, indent=1, default=_json_default)
+        job = (snap, epoch, history, pointer, best_file, guard)
+        if wait or not ASYNC:
+            self._write(*job)
+            return
+        self._error = None
+        self._pending = threading.Thread(target=self._write_in_background, args=job,
+                                         name=f"checkpoint-{epoch}", daemon=False)
+        self._pending.start()
+
+    def flush(self) -> None:
+        """Wait for the write in flight, if any, and raise what it raised."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def wait(self) -> None:
+        """Wait for the write in flight; its error, if any, stays for `flush`."""
+        if self._pending is not None:
+            self._pending.join()
+
+    def _write_in_background(self, *job) -> None:
+        try:
+            self._write(*job)
+        except BaseException as e:  # noqa: BLE001 - handed to the training thread by flush()
+            self._error = e
+
+    def _write(self, snap: Snapshot, epoch: int, history: str, pointer: str, best_file: str | None,
+               guard: Callable[[], None] | None = None) -> None:
+        """Order matters: the new weights file (the optimizer's slots are in
+        it too), then history.csv, then the pointer; then, when this epoch
+        is the trial's best, the best-epoch file (`best_file`) becomes a link
+        to the same weights; only then are this owner's earlier epoch files
+        removed. A kill or a full disk at any step leaves the pointer naming
+        a complete checkpoint, and the best-epoch file whole (the pointer's
+        `best_epoch` lets `restore` finish a publication that a kill cut
+        short). The weights are serialized in memory and written with one
+        plain write: HDF5 writing straight into a full disk prints its own
+        error stack and crashes the interpreter at exit (seen on a full
+        tmpfs), and an object store needs the upload anyway."""
         gfile = _gfile()
         folder = f"{self.dir}/resume"
         name = self._weights_name(epoch)
         target = f"{folder}/{name}"
-        partial = f"{folder}/part-{name}"  # Keras wants the .weights.h5 ending
+        partial = f"{folder}/part-{name}"
         try:
             gfile.makedirs(folder)
-            # HDF5 written straight into a full disk prints its own error
-            # stack and crashes the interpreter at exit (seen on a full
-            # tmpfs), so it writes to a local temporary file and the copy
-            # into the project meets the full disk instead; object stores
-            # need the upload anyway. It costs a second write per epoch.
-            with tempfile.TemporaryDirectory() as tmp:
-                local = os.path.join(tmp, name)
-                model.save_weights(local)
-                gfile.copy(local, partial, overwrite=True)
+            with gfile.GFile(partial, "wb") as f:
+                f.write(snap.h5_bytes())
+            if guard is not None:
+                guard()
             gfile.rename(partial, target, overwrite=True)
-            atomic_write(f"{self.dir}/{HISTORY}", history_csv(state.get("rows", [])))
-            pointer = {"epoch": epoch, "weights": f"resume/{name}", "saved_at": time.time(), **state}
-            atomic_write(self.pointer, json.dumps(pointer, indent=1, default=_json_default))
+            atomic_write(f"{self.dir}/{HISTORY}", history)
+            atomic_write(self.pointer, pointer)
+            self.durable = epoch
             if best_file:
                 publish(target, best_file)
         except BaseException as e:
@@ -180,10 +233,12 @@ class TrialCheckpoint:
 
         with local_copy(f"{self.dir}/{state['weights']}") as local:
             model.load_weights(local)
+        self.durable = int(state["epoch"])
         return state
 
     def finish(self, state: dict[str, Any]) -> None:
         """Mark the trial done and drop its resume files (history stays)."""
+        self.flush()
         gfile = _gfile()
         old = self.load() or {}
         atomic_write(f"{self.dir}/{HISTORY}", history_csv(state.get("rows", old.get("rows", []))))

@@ -103,6 +103,7 @@ class RefitEpoch(keras.callbacks.Callback):
                  f"{logs.get('accuracy', float('nan')):.4f} learning rate {lr:.3g} ({seconds:.1f}s)")
         why = self.stopper.requested() if self.stopper else None
         if why and not last:
+            self.ckpt.flush()
             raise Stopped(f"{why}: refit of trial {self.plan.trial_id} stopped after epoch {epoch + 1} of "
                           f"{self.plan.epochs}")
 
@@ -156,6 +157,7 @@ def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=N
             model.fit(ds, epochs=plan.epochs, initial_epoch=initial, steps_per_epoch=steps, verbose=0,
                       callbacks=lr + [RefitEpoch(plan, ckpt, rows, log, stopper)])
         finally:
+            ckpt.wait()
             if stopper:
                 stopper.uninstall()
     ckpt.finish({"rows": rows})

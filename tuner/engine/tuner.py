@@ -19,6 +19,7 @@ from tuner.engine import oracles
 from tuner.engine.callbacks import STATE_COLUMNS, EpochState
 from tuner.engine.checkpoint import DiskFull, TrialCheckpoint, atomic_write, disk_full
 from tuner.engine.errors import Fatal, LeaseLost, Stopped
+from tuner.engine.events import TrialEvents
 from tuner.engine.graphs import forget_trial_graphs, gradient_registry_keys
 from tuner.engine.heartbeat import Heartbeat
 from tuner.engine.warm import WarmModels, adopt, graph_key
@@ -124,14 +125,16 @@ class FlowerTunerMixin:
         watched: list = []
         # A warm model's first epoch holds no tracing: the budget counts it
         # as any later epoch (a new trial's estimate stays the traced one).
+        shown = {k: values[k] for k in self.hypermodel.space.varying if k in values}
+        events = TrialEvents(ckpt.dir, trial.trial_id, shown)
         epoch_state = EpochState(self, trial, ckpt, state, epochs, beat, watched, started,
-                                 built=warm is None)
+                                 built=warm is None, events=events)
+        epoch_state.write_events()  # what a kill after the last checkpoint kept from TensorBoard
         if state and epoch_state.rows:
             # The decision on the last saved epoch may have been lost with
             # the process (or made while it was away): ask again. The oracle
             # answers a repeated report with the decision it already made.
             epoch_state.act(epoch_state.report(epoch_state.rows[-1]), initial)
-        shown = {k: values[k] for k in self.hypermodel.space.varying if k in values}
         parent = None if state else hp.values.get("tuner/trial_id")  # Hyperband promotion
         if epoch_state.decision is None:
             self.progress.trial_begin(trial.trial_id, self._trial_number(trial.trial_id), self.oracle.max_trials, shown, epochs,
@@ -145,6 +148,8 @@ class FlowerTunerMixin:
             except kt.errors.FailedTrialError:
                 self._warm.put(key, model)  # its graph is sound; the next trial overwrites its state
                 raise
+            finally:
+                ckpt.wait()  # a failed or interrupted fit leaves no write behind it
         rows = epoch_state.rows
         self._decision = (epoch_state.decision, len(rows))
         self._warm.put(key, model)  # its state is on disk: the next trial of this graph may take it

@@ -19,7 +19,7 @@ import numpy as np
 from tuner.model import backbones
 from tuner.errors import TunerError
 from tuner.data.classes import NUM_CLASSES
-from tuner.model.metrics import macro_metrics
+from tuner.model.metrics import compile_metrics
 
 #: ImageNet means/stds the applications' preprocess_input functions use.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -191,7 +191,8 @@ class FlowerHyperModel(kt.HyperModel):
         return build_model(v, jit_compile=train.jit_compile, num_classes=self.num_classes(int(v["image_size"])),
                            precision=self.precision(v)[0],
                            steps_per_execution=steps_per_execution(train.steps_per_execution,
-                                                                   self.strategy_info.kind))
+                                                                   self.strategy_info.kind),
+                           padded_eval=self.strategy_info.kind == "tpu")
 
     def precision(self, v: dict[str, Any]) -> tuple[str, str]:
         """(Keras dtype policy, why) for a trial's values on this machine."""
@@ -226,7 +227,9 @@ class FlowerHyperModel(kt.HyperModel):
         train_ds = data.train_dataset(batch, augment=build_augment(v), cache=cache_train,
                                       seed=pipeline_seed(self.seed, hp.values, initial_epoch),
                                       sample_weights=weights)
-        return data, train_ds, data.val_dataset(batch, cache=cache_val, steps=k)
+        # A TPU compiles one shape: its last validation batch is padded and masked.
+        static = self.strategy_info.kind == "tpu"
+        return data, train_ds, data.val_dataset(batch, cache=cache_val, steps=k, static=static)
 
     def fit(self, hp, model, *args, callbacks=None, initial_epoch: int = 0, epochs=None, watched=None, **kwargs):
         """Train one trial: datasets at its image size, global batch =
@@ -278,23 +281,24 @@ def trial_callbacks(v: dict[str, Any]) -> list[keras.callbacks.Callback]:
 
 
 def build_model(v: dict[str, Any], jit_compile: str | bool = "auto", num_classes: int = NUM_CLASSES,
-                precision: str = "float32", steps_per_execution: int = 1) -> keras.Model:
+                precision: str = "float32", steps_per_execution: int = 1, padded_eval: bool = False) -> keras.Model:
     """The classifier for one set of dimension values (called inside the
     strategy's scope by the tuner); `num_classes` is the data's
     (`FlowerData.num_classes`), 104 for Kaggle's flowers. `precision` is a
     Keras dtype policy (`tuner.model.precision.choose`); the classifier's
     softmax stays float32 in every policy, and exports build in float32
-    (the variables are float32 under mixed policies, so weights load across)."""
+    (the variables are float32 under mixed policies, so weights load across).
+    `padded_eval`: validation batches carry weights (a TPU's padded last batch)."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-        return _build_model(v, jit_compile, num_classes, steps_per_execution)
+        return _build_model(v, jit_compile, num_classes, steps_per_execution, padded_eval)
     finally:
         keras.config.set_dtype_policy(previous)
 
 
 def _build_model(v: dict[str, Any], jit_compile: str | bool, num_classes: int,
-                 steps_per_execution: int) -> keras.Model:
+                 steps_per_execution: int, padded_eval: bool = False) -> keras.Model:
     spec = backbones.get(v["backbone"])
     size = int(v["image_size"])
     if size < spec.min_size:
@@ -341,7 +345,7 @@ def _build_model(v: dict[str, Any], jit_compile: str | bool, num_classes: int,
     model.compile(
         optimizer=make_optimizer(v["optimizer"], float(v["learning_rate"]), float(v.get("weight_decay", 0.0))),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=float(v.get("label_smoothing", 0.0))),
-        metrics=macro_metrics(num_classes),
+        **compile_metrics(num_classes, padded=padded_eval),
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )

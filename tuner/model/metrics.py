@@ -37,9 +37,14 @@ class MacroScore(keras.metrics.Metric):
         y_true = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), self.num_classes)
         y_pred = ops.one_hot(ops.argmax(y_pred, axis=-1), self.num_classes)
         y_pred = ops.reshape(y_pred, (-1, self.num_classes))
-        self.tp.assign_add(ops.sum(y_true * y_pred, axis=0))
-        self.fp.assign_add(ops.sum((1.0 - y_true) * y_pred, axis=0))
-        self.fn.assign_add(ops.sum(y_true * (1.0 - y_pred), axis=0))
+        w = 1.0
+        if sample_weight is not None:
+            # Weight 0 leaves an image out: the padding of a TPU's last
+            # validation batch (see FlowerData.eval_dataset).
+            w = ops.reshape(ops.cast(sample_weight, y_pred.dtype), (-1, 1))
+        self.tp.assign_add(ops.sum(w * y_true * y_pred, axis=0))
+        self.fp.assign_add(ops.sum(w * (1.0 - y_true) * y_pred, axis=0))
+        self.fn.assign_add(ops.sum(w * y_true * (1.0 - y_pred), axis=0))
 
     def result(self):
         tp, fp, fn = self.tp, self.fp, self.fn
@@ -69,3 +74,12 @@ def macro_metrics(num_classes: int = NUM_CLASSES) -> list:
         MacroScore("precision", num_classes),
         MacroScore("recall", num_classes),
     ]
+
+
+def compile_metrics(num_classes: int = NUM_CLASSES, padded: bool = False) -> dict[str, list]:
+    """`model.compile`'s metric arguments. `padded` (a TPU, whose last
+    validation batch is padded with weight-0 blanks): as weighted metrics,
+    the only ones Keras hands the sample weights to, so every image counts
+    once; their training figures are then class-weighted too where the
+    trial uses class weights."""
+    return {"weighted_metrics" if padded else "metrics": macro_metrics(num_classes)}

@@ -4,9 +4,10 @@
 `auto` picks what pays on each machine: mixed_bfloat16 on a TPU; mixed_float16
 on an NVIDIA GPU of compute capability 7.0 or more (tensor cores; Keras wraps
 the optimizer in a LossScaleOptimizer by itself, and its scale is an
-optimizer variable, so the epoch checkpoint keeps it); mixed_bfloat16 on a
-CPU with AMX-BF16 (Sapphire Rapids and later); float32 elsewhere, which is
-what an ordinary CPU gets (bfloat16 without AMX is emulated and slower).
+optimizer variable, so the epoch checkpoint keeps it); float32 elsewhere,
+CPUs included: bfloat16 without AMX is emulated and slower, and with AMX-BF16
+(Sapphire Rapids and later, which the issue expected to pay) it measured 2x
+slower at 32 px and no faster at 192 px on a 2-vCPU cloud Xeon.
 The classifier's softmax and the metrics stay float32 in every policy."""
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def choose(asked: str | None, device: Device) -> tuple[str, str]:
         if device.kind == "gpu" and (device.compute_capability or (0, 0)) >= (7, 0):
             return "mixed_float16", f"auto: {device.describe()} has float16 tensor cores"
         if device.kind == "cpu" and "amx_bf16" in device.cpu_flags:
-            return "mixed_bfloat16", "auto: this CPU has AMX-BF16"
+            # Measured on a 2-vCPU Xeon with AMX-BF16 (bench/accelerator.py, BENCHMARKS.md):
+            # ResNet50V2 in mixed_bfloat16 trains 2x slower at 32 px and no faster at 192 px.
+            return "float32", "auto: this CPU has AMX-BF16, but mixed_bfloat16 measured no faster here"
         return "float32", f"auto: no fast half precision on this {device.describe()}"
     if asked == "mixed_float16" and not (device.kind == "gpu" and (device.compute_capability or (0, 0)) >= (5, 3)):
         raise TunerError(f"precision mixed_float16 needs an NVIDIA GPU with float16 arithmetic (compute capability "

@@ -1,0 +1,133 @@
+"""Epoch checkpoints written from a background thread (tuner.engine.checkpoint):
+the file holds the state at the epoch's end, whatever trains meanwhile, and
+holds what `model.save_weights` writes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+class SlowDisk:
+    """tf.io.gfile whose writes of epoch weights wait until `release` is set."""
+
+    def __init__(self, real):
+        self.real, self.release, self.writing = real, threading.Event(), threading.Event()
+
+    def GFile(self, name, mode="r"):
+        f = self.real.GFile(name, mode)
+        if "w" in mode and "part-" in str(name):
+            self.writing.set()
+            assert self.release.wait(30), "the test never released the write"
+        return f
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def _trained_model():
+    import keras
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.BatchNormalization(), keras.layers.Dense(3)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((8, 4)), np.ones((8, 3)), epochs=1, verbose=0)  # builds Adam's slots
+    return model
+
+
+def h5_content(path) -> dict:
+    """Every group and dataset of an HDF5 file with its attributes and data
+    (the layout `load_weights` reads; the bytes differ in HDF5's free-space
+    bookkeeping between a file and an in-memory image)."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            data = obj[()].tobytes() if isinstance(obj, h5py.Dataset) else None
+            out[name] = (type(obj).__name__, dict(obj.attrs), data)
+
+        f.visititems(visit)
+    return out
+
+
+def _state(model):
+    return ([np.array(w) for w in model.get_weights()], [np.array(v) for v in model.optimizer.variables])
+
+
+def test_the_next_epoch_does_not_wait_for_the_disk_and_the_file_is_the_epoch_end(tmp_path, monkeypatch):
+    import keras
+    import tensorflow as tf
+
+    from tuner.engine import checkpoint
+    from tuner.engine.checkpoint import TrialCheckpoint
+
+    model = _trained_model()
+    at_end = _state(model)
+    reference = tmp_path / "reference.weights.h5"
+    model.save_weights(str(reference))
+    disk = SlowDisk(tf.io.gfile)
+    monkeypatch.setattr(checkpoint, "_gfile", lambda: disk)
+    ckpt = TrialCheckpoint(str(tmp_path / "trial"))
+    t0 = time.monotonic()
+    ckpt.save(model, 1, {"rows": [{"epoch": 1, "val_f1": 0.5}]}, best_file=str(tmp_path / "best.weights.h5"))
+    returned = time.monotonic() - t0
+    assert disk.writing.wait(30), "nothing was written"
+    assert not (tmp_path / "trial" / "resume.json").exists()  # the write is held up, save() came back
+    # The next epoch trains while the write waits: the weights and Adam's state move on.
+    model.fit(np.random.default_rng(0).normal(size=(8, 4)), np.full((8, 3), 5.0), epochs=2, verbose=0)
+    assert not np.array_equal(model.get_weights()[0], at_end[0][0])
+    disk.release.set()
+    ckpt.flush()
+    pointer = json.loads((tmp_path / "trial" / "resume.json").read_text())
+    assert pointer["epoch"] == 1 and pointer["rows"] == [{"epoch": 1, "val_f1": 0.5}]
+    written = tmp_path / "trial" / pointer["weights"]
+    assert h5_content(written) == h5_content(reference)  # what save_weights writes
+    assert (tmp_path / "best.weights.h5").read_bytes() == written.read_bytes()
+    fresh = keras.models.clone_model(model)
+    fresh.compile(optimizer="adam", loss="mse")
+    TrialCheckpoint(str(tmp_path / "trial")).restore(fresh)
+    for got, want in zip(_state(fresh)[0] + _state(fresh)[1], at_end[0] + at_end[1], strict=True):
+        np.testing.assert_array_equal(got, want)
+    print(f"save() returned in {returned:.3f} s with the write held up")
+
+
+def test_a_write_error_reaches_the_training_thread_and_the_previous_checkpoint_stays(tmp_path):
+    from tuner.engine.checkpoint import TrialCheckpoint
+    from tuner.engine.errors import LeaseLost
+
+    model = _trained_model()
+    ckpt = TrialCheckpoint(str(tmp_path), owner="w1")
+    ckpt.save(model, 1, {"rows": [{"epoch": 1}]})
+    ckpt.flush()
+
+    def lost() -> None:
+        raise LeaseLost("trial 0 was handed to another worker")
+
+    ckpt.save(model, 2, {"rows": [{"epoch": 1}, {"epoch": 2}]}, guard=lost)
+    with pytest.raises(LeaseLost, match="handed to another worker"):
+        ckpt.save(model, 3, {"rows": []})  # the next save waits for the last write and raises its error
+    assert json.loads((tmp_path / "resume.json").read_text())["epoch"] == 1
+    assert sorted(p.name for p in (tmp_path / "resume").iterdir()) == ["w1-epoch-0001.weights.h5"]
+    ckpt.flush()  # raised once, then gone
+
+
+def test_the_synchronous_path_writes_the_same_file(tmp_path, monkeypatch):
+    from tuner.engine import checkpoint
+    from tuner.engine.checkpoint import TrialCheckpoint
+
+    model = _trained_model()
+    a, b = TrialCheckpoint(str(tmp_path / "a")), TrialCheckpoint(str(tmp_path / "b"))
+    a.save(model, 1, {"rows": []})
+    a.flush()
+    monkeypatch.setattr(checkpoint, "ASYNC", False)
+    b.save(model, 1, {"rows": []})
+    assert b._pending is None
+    files = [Path(c.dir) / "resume" / "epoch-0001.weights.h5" for c in (a, b)]
+    assert h5_content(files[0]) == h5_content(files[1])

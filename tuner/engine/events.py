@@ -1,0 +1,115 @@
+"""TensorBoard event files: each trial folder is a TensorBoard run with its
+epoch metrics and the HParams plugin's session summary (its varying values),
+so `tensorboard --logdir runs/NAME` (or `python -m tuner board`) shows every
+trial in the HParams table, parallel coordinates and scatter views.
+
+An epoch is written once its checkpoint is on disk, and a resumed trial first
+reads back which epochs its run already holds, so across kills and resumes
+every epoch appears exactly once. The HParams summaries need the
+`tensorboard` package (TensorFlow 2.21 no longer installs it); without it
+nothing is written and the search says so once.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any
+
+#: history columns written as scalars, under these tags
+TAGS = ("loss", "accuracy", "f1", "val_loss", "val_accuracy", "val_f1", "val_precision", "val_recall",
+        "learning_rate")
+SESSION_START = "_hparams_/session_start_info"
+
+
+def available() -> bool:
+    try:
+        import tensorboard.plugins.hparams.api  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _hparam_value(v: Any) -> bool | int | float | str:
+    return v if isinstance(v, (bool, int, float, str)) else str(v)
+
+
+def written(folder: str) -> tuple[set[int], bool]:
+    """(epochs already in the run's scalars, whether its session start is
+    there), read from the event files with TensorFlow's own reader."""
+    import tensorflow as tf
+
+    epochs: set[int] = set()
+    session = False
+    for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
+        try:
+            for event in tf.compat.v1.train.summary_iterator(path):
+                for value in event.summary.value:
+                    if value.tag == "val_f1" or value.tag == "loss":
+                        epochs.add(int(event.step))
+                    elif value.tag == SESSION_START:
+                        session = True
+        except tf.errors.DataLossError:  # a file cut by a kill: what was read counts
+            continue
+    return epochs, session
+
+
+class TrialEvents:
+    """The event files of one trial folder (local projects; a `gs://`
+    project's trials write none)."""
+
+    def __init__(self, trial_dir: str, trial_id: str, hparams: dict[str, Any]):
+        self.dir, self.trial_id = trial_dir, trial_id
+        self.hparams = {k: _hparam_value(v) for k, v in hparams.items()}
+        self.enabled = "://" not in trial_dir and available()
+        self._writer = None
+        self._done: set[int] | None = None
+        self._session = False
+
+    def write(self, rows: list[dict[str, Any]], upto: int | None) -> None:
+        """Write the epochs of `rows` up to `upto` (the last epoch whose
+        checkpoint is on disk) that the run does not hold yet."""
+        if not self.enabled or not upto:
+            return
+        import tensorflow as tf
+        from tensorboard.plugins.hparams import api as hp
+
+        if self._done is None:
+            self._done, self._session = written(self.dir)
+        todo = [r for r in rows if r.get("epoch") and int(r["epoch"]) <= upto and int(r["epoch"]) not in self._done]
+        if not todo and self._session:
+            return
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.dir)
+        with self._writer.as_default():
+            if not self._session:
+                hp.hparams(self.hparams, trial_id=f"trial_{self.trial_id}")
+                self._session = True
+            for r in todo:
+                step = int(r["epoch"])
+                for tag in TAGS:
+                    if r.get(tag) is not None:
+                        tf.summary.scalar(tag, float(r[tag]), step=step)
+                self._done.add(step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def write_config(project: str, names: list[str]) -> None:
+    """The experiment's summary at the project root (once): the varying
+    dimensions as hyperparameters, val_f1 first among the metrics."""
+    if "://" in project or not available() or glob.glob(os.path.join(project, "events.out.tfevents.*")):
+        return
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    metrics = [hp.Metric(tag, display_name=tag) for tag in ("val_f1", "val_precision", "val_recall", "val_accuracy",
+                                                            "val_loss", "loss")]
+    writer = tf.summary.create_file_writer(project)
+    with writer.as_default():
+        hp.hparams_config(hparams=[hp.HParam(n) for n in names], metrics=metrics)
+    writer.close()

@@ -1,0 +1,88 @@
+"""A copy of a model's state, taken between two epochs, to be written later.
+
+`model.save_weights` walks the model (layers, then the optimizer) and writes
+each variable into an HDF5 file as it goes: 0.5-0.9 s for ResNet50V2 with
+Adam on 2 cores, all of it on the training thread. Here the same walk, with
+Keras's own code, records numpy copies instead of writing (about a tenth of
+that), and `h5_bytes` later lays them out with Keras's own HDF5 store in
+memory, so the file holds what `save_weights` writes (the same groups,
+datasets and attributes) and `load_weights` reads it. The walk and the store are Keras internals
+(`keras.src.saving.saving_lib`); where they are missing, `snapshot` falls back
+to `save_weights` into a temporary file, on the training thread.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+try:
+    from keras.src.saving.saving_lib import H5IOStore, _save_state
+except ImportError:  # another Keras layout: see the fallback in snapshot()
+    H5IOStore = _save_state = None
+
+
+class Snapshot:
+    """Keras's weight-file entries: (path, metadata, {key: array}) in the
+    order `save_weights` writes them, or the finished file's bytes."""
+
+    def __init__(self, entries: list[tuple[str, dict | None, dict[str, np.ndarray]]] | None = None,
+                 raw: bytes | None = None):
+        self.entries = entries or []
+        self.raw = raw
+
+    def h5_bytes(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
+        buf = io.BytesIO()
+        store = H5IOStore(buf, mode="w")
+        try:
+            for path, metadata, values in self.entries:
+                entry = store.make(path, metadata=metadata)
+                for key, value in values.items():
+                    entry[key] = value
+        finally:
+            store.close()
+        return buf.getvalue()
+
+
+if H5IOStore is not None:
+    class _Recorder(H5IOStore):
+        """The store `_save_state` writes into: it keeps copies, no file."""
+
+        def __init__(self):  # no HDF5 file behind it
+            self.entries: list[tuple[str, dict | None, dict[str, np.ndarray]]] = []
+
+        def __bool__(self) -> bool:
+            return True
+
+        def make(self, path, metadata=None):
+            self.entries.append((path, metadata, {}))
+            return self
+
+        def __setitem__(self, key, value):
+            from keras.src import backend
+
+            # convert_to_numpy is `np.array(x)`: a copy, which the next
+            # training step's in-place updates cannot reach.
+            self.entries[-1][2][key] = backend.convert_to_numpy(value)
+
+        def close(self) -> None:
+            pass
+
+
+def snapshot(model: Any) -> Snapshot:
+    """The model's weights and optimizer state as they are now."""
+    if H5IOStore is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "snapshot.weights.h5")
+            model.save_weights(path)
+            with open(path, "rb") as f:
+                return Snapshot(raw=f.read())
+    recorder = _Recorder()
+    _save_state(model, weights_store=recorder, assets_store=None, inner_path="", visited_saveables=set())
+    return Snapshot(recorder.entries)
