@@ -3,3 +3,8 @@ Petals to the Metal TFRecords. TensorFlow is imported lazily by the modules
 that need it, so importing the package (and `--help`) stays fast."""
 
 __version__ = "0.1.0"
+
+from tuner.api import Export, Trials, best, export, search, status  # noqa: E402  (light: no TensorFlow)
+from tuner.errors import TunerError  # noqa: E402
+
+__all__ = ["search", "status", "best", "export", "Trials", "Export", "TunerError", "__version__"]

@@ -7,26 +7,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Sequence
 
 from tuner import __version__
 from tuner.errors import TunerError
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
-
+from tuner.results.trials import FORMATS
 
 def parse_duration(text: str) -> float:
-    """'2h45m', '90m', '1.5h', '30s' or plain seconds -> seconds."""
-    t = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", t):
-        return float(t)
-    parts = _DURATION.findall(t)
-    if not parts or "".join(a + b for a, b in parts) != t:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}; use e.g. 2h45m, 90m, 30s")
-    scale = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-    return sum(float(n) * scale[u] for n, u in parts)
+    """'2h45m', '90m', '1.5h', '30s' or plain seconds -> seconds (argparse's message on error)."""
+    from tuner.duration import parse_duration as parse
+
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive_int(text: str) -> int:
@@ -112,15 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--project", help="project directory (default: runs/<space name>)")
         g.add_argument("--space", default="default", help="space name whose default project to read (default: default)")
 
+    def format_flag(sp):
+        sp.add_argument("--format", choices=FORMATS, default="auto",
+                        help="auto (default): a table on a terminal, markdown otherwise; table, md, csv, or json "
+                             "(typed values, for scripts)")
+
     st = sub.add_parser("status", help="every trial of a project in a table", description=(
         "Every trial: state (running, completed, failed with its reason, interrupted at epoch k), the "
         "hyperparameters that vary, epochs run, val F1, precision, recall and time."))
     project_flags(st)
+    format_flag(st)
+    st.add_argument("--watch", type=parse_duration, nargs="?", const=5.0, metavar="EVERY",
+                    help="refresh the table in place every EVERY (default 5s) until Ctrl-C; reads files only, so "
+                         "it also works on a worker's shared storage")
 
     b = sub.add_parser("best", help="the best trials; --export writes the best model, submission and plots",
                        description="The best trials as the original study's table, and where each lives.")
     project_flags(b)
     b.add_argument("--top", type=_positive_int, default=5, help="how many trials to show (default: 5)")
+    format_flag(b)
     b.add_argument("--export", metavar="DIR", help="write the best trial's model.keras, SavedModel, metrics.json, "
                    "submission.csv, trials table, plots and report.md into DIR")
     b.add_argument("--data", help="data root for --export (default: the one the search used)")
@@ -142,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --refit: stop the refit cleanly at the first epoch end after T (e.g. 2h45m); "
                         "the same command continues it")
 
+    bd = sub.add_parser("board", help="TensorBoard on a project: every trial's curves and the HParams dashboard",
+                        description="Start TensorBoard on a project: each trial is a run with its epoch metrics "
+                                    "and its hyperparameters (HParams table, parallel coordinates, scatter).")
+    project_flags(bd)
+    bd.add_argument("--port", type=int, default=6006, help="port to serve on (default: 6006)")
+    bd.add_argument("--host", default="localhost", help="address to bind (default: localhost; 0.0.0.0 for all)")
+
     pr = sub.add_parser("predict", help="a submission.csv from any exported model", description=(
         "Predict the test split of a data root with an exported model (model.keras or a SavedModel folder)."))
     pr.add_argument("--model", required=True, help="model.keras or model.export folder")
@@ -162,13 +174,42 @@ def _project(args) -> str:
 
 
 def _cmd_status(args) -> int:
-    from tuner.results.trials import load_trials, print_table, status_row
+    from tuner.api import status
+    from tuner.results.trials import load_trials, print_table, rich_table, status_row
 
     project = _project(args)
-    meta, trials = load_trials(project)
-    rows = [status_row(meta, t) for t in trials]
-    print_table(rows, f"{project}: {len(trials)} trial(s)")
+
+    def table():
+        meta, trials = load_trials(project)
+        best = best_id(meta, trials)
+        return [status_row(meta, t) for t in trials], f"{project}: {len(trials)} trial(s)", best
+
+    if args.watch:
+        import time
+
+        from rich.console import Console
+        from rich.live import Live
+
+        rows, title, best = table()
+        with Live(rich_table(rows, title, best), console=Console(highlight=False), auto_refresh=False) as live:
+            try:
+                while True:
+                    time.sleep(args.watch)
+                    rows, title, best = table()
+                    live.update(rich_table(rows, title, best), refresh=True)
+            except KeyboardInterrupt:
+                return 0
+    rows, title, best = table()
+    print_table(rows, title, args.format, best=best,
+                records=list(status(project)) if args.format == "json" else None)
     return 0
+
+
+def best_id(meta, trials) -> str | None:
+    from tuner.results.trials import best_trials
+
+    top = best_trials(meta, trials, 1)
+    return top[0].trial_id if top else None
 
 
 def _cmd_best(args) -> int:
@@ -187,9 +228,17 @@ def _cmd_best(args) -> int:
     meta, trials = load_trials(project)
     require_finished(meta, trials, project)
     best = best_trials(meta, trials, args.top)
-    print_table([study_row(meta, t) for t in best], f"best of {len(trials)} trial(s) in {project}")
-    for t in best:
-        print(f"trial {t.trial_id}: {t.trial_dir} (best epoch {t.best_epoch}" + (f", {t.dtype})" if t.dtype else ")"))
+    records = None
+    if args.format == "json":
+        from tuner.api import best as best_records
+
+        records = list(best_records(project, top=args.top))
+    print_table([study_row(meta, t) for t in best], f"best of {len(trials)} trial(s) in {project}", args.format,
+                best=best[0].trial_id, records=records)
+    if args.format in ("auto", "table", "md"):
+        for t in best:
+            print(f"trial {t.trial_id}: {t.trial_dir} (best epoch {t.best_epoch}"
+                  + (f", {t.dtype})" if t.dtype else ")"))
     if args.export:
         from tuner.engine.errors import Stopped
         from tuner.results.export import RefitRequest, export_best
@@ -208,6 +257,25 @@ def _cmd_best(args) -> int:
                   f"(nothing was exported yet)")
             return _stop_code(str(e))
     return 0
+
+
+def _cmd_board(args) -> int:
+    import importlib.util
+    import subprocess
+
+    from tuner.engine.project import require_project
+
+    project = _project(args)
+    require_project(project)
+    if importlib.util.find_spec("tensorboard") is None:
+        raise TunerError("TensorBoard is not installed (TensorFlow 2.21 no longer brings it); pip install tensorboard")
+    print(f"TensorBoard on {project}: http://{args.host}:{args.port}/#hparams (Ctrl-C stops it)", flush=True)
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", project, "--port", str(args.port),
+           "--host", args.host]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _stop_code(reason: str) -> int:
@@ -274,7 +342,7 @@ def _cmd_search(args) -> int:
 
 NEEDS_TENSORFLOW = ("search", "demo-data", "check", "predict")
 COMMANDS = {"search": _cmd_search, "spaces": _cmd_spaces, "demo-data": _cmd_demo_data, "check": _cmd_check,
-            "status": _cmd_status, "best": _cmd_best, "predict": _cmd_predict}
+            "status": _cmd_status, "best": _cmd_best, "predict": _cmd_predict, "board": _cmd_board}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """What a running search shows: trial n of N with its hyperparameters, an
-epoch bar, F1 as it goes and the best so far (rich on a terminal, plain lines
-otherwise, so logs of batch jobs stay readable)."""
+epoch bar, F1 as it goes and the best so far (rich on a terminal and in a
+notebook, plain lines otherwise, so logs of batch jobs stay readable)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ class Progress:
         from rich.console import Console
 
         self.console = console or Console(stderr=False, highlight=False)
-        self.plain = (not self.console.is_terminal) if plain is None else plain
+        # A notebook gets rich's live display too (it updates in place; rich
+        # draws it through ipywidgets, which Kaggle and Colab have).
+        live = self.console.is_terminal or self.console.is_jupyter
+        self.plain = (not live) if plain is None else plain
         self._bar = None
         self._task = None
         self.best: float | None = None

@@ -217,21 +217,53 @@ def to_csv(rows: list[dict[str, str]]) -> str:
     return buf.getvalue()
 
 
-def print_table(rows: list[dict[str, str]], title: str) -> None:
-    from rich.console import Console
+#: what `status` and `best` print with --format
+FORMATS = ("auto", "table", "md", "csv", "json")
+_STATE_STYLE = (("completed", "green"), ("running", "cyan"), ("paused", "blue"), ("stopped", "magenta"),
+                ("interrupted", "yellow"), ("failed", "red"), ("pending", "dim"))
+
+
+def rich_table(rows: list[dict[str, str]], title: str, best: str | None = None):
+    """A rich Table: the state in colour, the best trial's row bold with a star."""
     from rich.table import Table
 
-    console = Console()
-    if not console.is_terminal:
+    table = Table(title=title, title_justify="left")
+    for col in rows[0] if rows else ["trial"]:
+        numeric = col in ("val F1", "F1", "precision", "recall", "epochs", "time", "learning rate", "learning_rate")
+        table.add_column(col, overflow="fold", justify="right" if numeric else "left")
+    for r in rows:
+        cells = list(r.values())
+        if "state" in r:
+            style = next((st for word, st in _STATE_STYLE if r["state"].startswith(word)), "")
+            cells[list(r).index("state")] = f"[{style}]{r['state']}[/]" if style else r["state"]
+        mine = best is not None and r.get("trial") == best
+        if mine:
+            cells[0] = f"★ {cells[0]}"
+        table.add_row(*cells, style="bold" if mine else None)
+    return table
+
+
+def print_table(rows: list[dict[str, str]], title: str, fmt: str = "auto", best: str | None = None,
+                records: list[dict[str, Any]] | None = None, console=None) -> None:
+    """`fmt`: auto (a rich table on a terminal, markdown otherwise), table,
+    md, csv, json (`records` when given: typed values, for scripts)."""
+    import json
+    import sys
+
+    from rich.console import Console
+
+    console = console or Console(highlight=False)
+    if fmt == "auto":
+        fmt = "table" if console.is_terminal else "md"
+    if fmt == "json":
+        sys.stdout.write(json.dumps(records if records is not None else rows, indent=1, default=str) + "\n")
+    elif fmt == "csv":
+        sys.stdout.write(to_csv(rows))
+    elif fmt == "md":
         print(title)
         print(to_markdown(rows), end="")
-        return
-    table = Table(title=title)
-    for col in rows[0] if rows else ["trial"]:
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(*r.values())
-    console.print(table)
+    else:
+        console.print(rich_table(rows, title, best))
 
 
 def require_finished(meta: dict[str, Any], trials: list[TrialInfo], project: str) -> list[TrialInfo]:
