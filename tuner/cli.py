@@ -87,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="chief: hand a trial to another worker when its worker has not reported for this "
                            "long (default 5m; keep it well above one epoch)")
 
-    sub.add_parser("spaces", help="list the shipped search spaces", description="List the shipped search spaces.")
+    sp = sub.add_parser("spaces", help="list the shipped search spaces", description=(
+        "List the shipped search spaces, or print the space format as a JSON Schema for editors."))
+    sp.add_argument("--schema", action="store_true",
+                    help="print the JSON Schema of space files (also shipped as tuner/space.schema.json; point "
+                         "an editor at it with `# yaml-language-server: $schema=PATH` on a space's first line)")
 
     d = sub.add_parser("demo-data", help="write the procedural demo flower dataset", description=(
         "Write a procedural 104-class flower dataset in Kaggle's exact layout and record format."))
@@ -294,6 +298,11 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_spaces(args) -> int:
+    if args.schema:
+        from tuner.schema import schema_text
+
+        sys.stdout.write(schema_text())
+        return 0
     from tuner.spaces import list_spaces
 
     for name, description in list_spaces():
