@@ -182,8 +182,8 @@ def test_a_model_error_fails_the_trial_with_its_own_line(root, tmp_path, monkeyp
         out = keras.layers.Lambda(lambda t: t + 0 * tf.reduce_mean(tf.reshape(_unknown_length(t), [-1, 5])))(
             model.output)  # 8 x 104 values: not a multiple of 5, found at run time
         bad = keras.Model(model.inputs, out)
-        bad.compile(optimizer=model.optimizer, loss=model.loss, metrics=hm_module.macro_metrics(num_classes),
-                    jit_compile=False)
+        bad.compile(optimizer=model.optimizer, loss=model.loss, jit_compile=False,
+                    **hm_module.compile_metrics(num_classes))
         return bad
 
     monkeypatch.setattr(hm_module, "build_model", broken)
