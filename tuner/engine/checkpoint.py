@@ -5,8 +5,9 @@ epoch writes the weights and optimizer state to new files, then switches one
 small pointer file (`resume.json`) atomically, then removes the previous
 epoch's files. A kill at any moment leaves the pointer naming a complete
 checkpoint. The writing happens in a background thread from a snapshot
-taken at the epoch's end, so the next epoch does not wait for the disk. `history.csv` is rewritten from the pointer's rows, so each epoch
-appears exactly once across interruptions.
+taken at the epoch's end, so the next epoch does not wait for the disk.
+`history.csv` is rewritten from the pointer's rows, so each epoch appears
+exactly once across interruptions.
 """
 
 from __future__ import annotations
