@@ -38,6 +38,7 @@ HISTORY = "history.csv"
 #: write epoch checkpoints from a background thread (False: on the training
 #: thread, as bench/overhead.py compares)
 ASYNC = True
+WRITE_CHUNK = 64 << 20
 
 
 def _gfile():
@@ -196,8 +197,11 @@ class TrialCheckpoint:
         partial = f"{folder}/part-{name}"
         try:
             gfile.makedirs(folder)
+            data = snap.h5_file()
             with gfile.GFile(partial, "wb") as f:
-                f.write(snap.h5_bytes())
+                for start in range(0, len(data), WRITE_CHUNK):  # no third copy of a large file
+                    f.write(bytes(data[start:start + WRITE_CHUNK]))
+            del data
             if guard is not None:
                 guard()
             gfile.rename(partial, target, overwrite=True)
