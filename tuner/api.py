@@ -95,6 +95,9 @@ def search(space: str = "default", *, data: str | None = None, project: str | No
     seconds = _seconds(max_time, "max_time")
     from tuner.quiet import import_tensorflow
     from tuner.search import SearchOptions, run_search
+    from tuner.spaces import load_space
+
+    load_space(space)  # a bad space file raises before TensorFlow loads
 
     import_tensorflow()
     opts = SearchOptions(space=space, data=data, project=project, max_trials=max_trials, epochs=epochs,

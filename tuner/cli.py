@@ -362,6 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command == "search":
+            from tuner.spaces import load_space
+
+            load_space(args.space)  # a bad space file is one line at once, before TensorFlow loads
         if args.command in NEEDS_TENSORFLOW or (args.command == "best" and args.export):
             from tuner.quiet import import_tensorflow
 
