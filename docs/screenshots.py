@@ -22,8 +22,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 def status_svg(project: str, out: str) -> None:
     from rich.console import Console
 
-    from tuner.results.trials import load_trials, print_table, status_row
-    from tuner.cli import best_id
+    from tuner.results.trials import best_id, load_trials, print_table, status_row
 
     meta, trials = load_trials(project)
     console = Console(record=True, width=150, force_terminal=True, color_system="truecolor")

@@ -21,15 +21,10 @@ from typing import Any, Callable, Iterable
 from tuner.duration import parse_duration
 from tuner.errors import TunerError
 
-#: the columns of a trial record, in order
-RECORD_KEYS = ("trial", "state", "val_f1", "val_precision", "val_recall", "best_epoch", "epochs", "epochs_planned",
-               "seconds", "dtype", "worker", "decision", "trial_dir", "values")
-
-
 class Trials(list):
     """A project's trials as a list of plain records (dicts, see
-    `RECORD_KEYS`; the hyperparameters under "values"), best first for
-    `best`, in trial order for `status`."""
+    `tuner.results.trials.trial_record`; the hyperparameters under
+    "values"), best first for `best`, in trial order for `status`."""
 
     def __init__(self, records: Iterable[dict[str, Any]], project: str = ""):
         super().__init__(records)
@@ -107,34 +102,26 @@ def search(space: str = "default", *, data: str | None = None, project: str | No
     return run_search(opts)
 
 
-def _record(t) -> dict[str, Any]:
-    return {"trial": t.trial_id, "state": t.state_text(), "val_f1": t.metrics.get("val_f1"),
-            "val_precision": t.metrics.get("val_precision"), "val_recall": t.metrics.get("val_recall"),
-            "best_epoch": t.best_epoch, "epochs": t.epochs_done, "epochs_planned": t.epochs_planned,
-            "seconds": round(t.seconds, 1), "dtype": t.dtype, "worker": t.worker, "decision": t.decision,
-            "trial_dir": t.trial_dir, "values": dict(t.values)}
-
-
 def status(project: str | None = None, *, space: str | None = None) -> Trials:
     """Every trial of a project, in trial order (reads files only: works
     while a search runs, and on a worker's shared storage)."""
-    from tuner.results.trials import load_trials
+    from tuner.results.trials import load_trials, trial_record
 
     project = _project(project, space)
     _, trials = load_trials(project)
-    return Trials((_record(t) for t in trials), project)
+    return Trials((trial_record(t) for t in trials), project)
 
 
 def best(project: str | None = None, *, space: str | None = None, top: int = 1) -> Trials:
     """The `top` best finished trials, best first."""
-    from tuner.results.trials import best_trials, load_trials, require_finished
+    from tuner.results.trials import best_trials, load_trials, require_finished, trial_record
 
     if top < 1:
         raise TunerError(f"top must be at least 1, got {top}")
     project = _project(project, space)
     meta, trials = load_trials(project)
     require_finished(meta, trials, project)
-    return Trials((_record(t) for t in best_trials(meta, trials, top)), project)
+    return Trials((trial_record(t) for t in best_trials(meta, trials, top)), project)
 
 
 def export(project: str | None, out: str, *, space: str | None = None, data: str | None = None,

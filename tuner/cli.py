@@ -178,15 +178,14 @@ def _project(args) -> str:
 
 
 def _cmd_status(args) -> int:
-    from tuner.api import status
-    from tuner.results.trials import load_trials, print_table, rich_table, status_row
+    from tuner.results.trials import best_id, load_trials, print_table, rich_table, status_row, trial_record
 
     project = _project(args)
 
     def table():
         meta, trials = load_trials(project)
-        best = best_id(meta, trials)
-        return [status_row(meta, t) for t in trials], f"{project}: {len(trials)} trial(s)", best
+        rows = [status_row(meta, t) for t in trials]
+        return rows, f"{project}: {len(trials)} trial(s)", best_id(meta, trials), trials
 
     if args.watch:
         import time
@@ -194,30 +193,23 @@ def _cmd_status(args) -> int:
         from rich.console import Console
         from rich.live import Live
 
-        rows, title, best = table()
+        rows, title, best, _ = table()
         with Live(rich_table(rows, title, best), console=Console(highlight=False), auto_refresh=False) as live:
             try:
                 while True:
                     time.sleep(args.watch)
-                    rows, title, best = table()
+                    rows, title, best, _ = table()
                     live.update(rich_table(rows, title, best), refresh=True)
             except KeyboardInterrupt:
                 return 0
-    rows, title, best = table()
+    rows, title, best, trials = table()
     print_table(rows, title, args.format, best=best,
-                records=list(status(project)) if args.format == "json" else None)
+                records=[trial_record(t) for t in trials] if args.format == "json" else None)
     return 0
 
 
-def best_id(meta, trials) -> str | None:
-    from tuner.results.trials import best_trials
-
-    top = best_trials(meta, trials, 1)
-    return top[0].trial_id if top else None
-
-
 def _cmd_best(args) -> int:
-    from tuner.results.trials import best_trials, load_trials, print_table, require_finished, study_row
+    from tuner.results.trials import best_trials, load_trials, print_table, require_finished, study_row, trial_record
 
     project = _project(args)
     from tuner.errors import TunerError
@@ -232,11 +224,7 @@ def _cmd_best(args) -> int:
     meta, trials = load_trials(project)
     require_finished(meta, trials, project)
     best = best_trials(meta, trials, args.top)
-    records = None
-    if args.format == "json":
-        from tuner.api import best as best_records
-
-        records = list(best_records(project, top=args.top))
+    records = [trial_record(t) for t in best] if args.format == "json" else None
     print_table([study_row(meta, t) for t in best], f"best of {len(trials)} trial(s) in {project}", args.format,
                 best=best[0].trial_id, records=records)
     if args.format in ("auto", "table", "md"):
@@ -244,18 +232,12 @@ def _cmd_best(args) -> int:
             print(f"trial {t.trial_id}: {t.trial_dir} (best epoch {t.best_epoch}"
                   + (f", {t.dtype})" if t.dtype else ")"))
     if args.export:
+        from tuner.api import export
         from tuner.engine.errors import Stopped
-        from tuner.results.export import RefitRequest, export_best
 
-        refit = None
-        if args.refit:
-            from tuner.engine.stopper import Stopper
-
-            refit = RefitRequest(epochs=args.refit_epochs, stopper=Stopper(args.max_time))
         try:
-            for line in export_best(project, args.export, data_root=args.data, ensemble=args.ensemble,
-                                    tta=args.tta, refit=refit):
-                print(line)
+            export(project, args.export, data=args.data, ensemble=args.ensemble, tta=args.tta, refit=args.refit,
+                   refit_epochs=args.refit_epochs, max_time=args.max_time, log=print)
         except Stopped as e:
             print(f"{e}; its epochs are saved in {project}/refit, run the same command to continue "
                   f"(nothing was exported yet)")

@@ -133,7 +133,7 @@ class TrialCheckpoint:
         return f"{self.prefix}{epoch:04d}.weights.h5"
 
     def save(self, model: keras.Model, epoch: int, state: dict[str, Any], best_file: str | None = None,
-             wait: bool = False, guard: Callable[[], None] | None = None) -> None:
+             guard: Callable[[], None] | None = None) -> None:
         """Persist the state after `epoch` finished epochs (1-based count).
 
         Here, on the training thread, only a snapshot is taken (numpy copies
@@ -149,7 +149,7 @@ class TrialCheckpoint:
         pointer = json.dumps({"epoch": epoch, "weights": f"resume/{self._weights_name(epoch)}",
                               "saved_at": time.time(), **state}, indent=1, default=_json_default)
         job = (snap, epoch, history, pointer, best_file, guard)
-        if wait or not ASYNC:
+        if not ASYNC:
             self._write(*job)
             return
         self._error = None

@@ -192,7 +192,13 @@ class FlowerHyperModel(kt.HyperModel):
                            precision=self.precision(v)[0],
                            steps_per_execution=steps_per_execution(train.steps_per_execution,
                                                                    self.strategy_info.kind),
-                           padded_eval=self.strategy_info.kind == "tpu")
+                           padded_eval=self.padded_eval)
+
+    @property
+    def padded_eval(self) -> bool:
+        """A TPU compiles one shape: its last validation batch is padded, and
+        the model's metrics must then take the padding's zero weights."""
+        return self.strategy_info.kind == "tpu"
 
     def precision(self, v: dict[str, Any]) -> tuple[str, str]:
         """(Keras dtype policy, why) for a trial's values on this machine."""
@@ -227,9 +233,7 @@ class FlowerHyperModel(kt.HyperModel):
         train_ds = data.train_dataset(batch, augment=build_augment(v), cache=cache_train,
                                       seed=pipeline_seed(self.seed, hp.values, initial_epoch),
                                       sample_weights=weights)
-        # A TPU compiles one shape: its last validation batch is padded and masked.
-        static = self.strategy_info.kind == "tpu"
-        return data, train_ds, data.val_dataset(batch, cache=cache_val, steps=k, static=static)
+        return data, train_ds, data.val_dataset(batch, cache=cache_val, steps=k, static=self.padded_eval)
 
     def fit(self, hp, model, *args, callbacks=None, initial_epoch: int = 0, epochs=None, watched=None, **kwargs):
         """Train one trial: datasets at its image size, global batch =

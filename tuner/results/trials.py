@@ -193,6 +193,22 @@ def status_row(meta: dict[str, Any], t: TrialInfo) -> dict[str, str]:
     return row
 
 
+def trial_record(t: TrialInfo) -> dict[str, Any]:
+    """One trial with typed values, for scripts (`--format json`, the Python
+    API's `Trials`): its hyperparameters under "values"."""
+    return {"trial": t.trial_id, "state": t.state_text(), "val_f1": t.metrics.get("val_f1"),
+            "val_precision": t.metrics.get("val_precision"), "val_recall": t.metrics.get("val_recall"),
+            "best_epoch": t.best_epoch, "epochs": t.epochs_done, "epochs_planned": t.epochs_planned,
+            "seconds": round(t.seconds, 1), "dtype": t.dtype, "worker": t.worker, "decision": t.decision,
+            "trial_dir": t.trial_dir, "values": dict(t.values)}
+
+
+def best_id(meta: dict[str, Any], trials: list[TrialInfo]) -> str | None:
+    """The best finished trial's id (the row a table marks), if any."""
+    top = best_trials(meta, trials, 1)
+    return top[0].trial_id if top else None
+
+
 def _duration(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
