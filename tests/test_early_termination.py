@@ -123,6 +123,46 @@ def test_endgame_continues_the_best_paused_trial_instead_of_exploring(tmp_path):
     assert oracle.create_trial("tuner0").trial_id == "0"
 
 
+def test_no_new_trial_that_could_not_be_judged_before_the_budget_ends(tmp_path):
+    oracle = make_oracle(tmp_path, epochs=20, deadline=time.monotonic() + 1000.0)  # rungs 2, 6, 18
+    for tid, f1 in (("0", 0.3), ("1", 0.1), ("2", 0.2)):
+        t = oracle.create_trial("tuner0")
+        epoch(oracle, tid, 1, f1 / 2, seconds=20.0)
+        epoch(oracle, tid, 2, f1, seconds=10.0)
+        end(oracle, t)
+    t0 = oracle.create_trial("tuner0")
+    for e in range(3, 7):
+        epoch(oracle, "0", e, 0.4, seconds=10.0)  # paused at rung 2 (epoch 6)
+    end(oracle, t0)
+    # One new trial reaches rung 1 in 30 s and trial 0's next rung takes
+    # 130 s: 190 s would hold both, but the new trial would wait at rung 1
+    # for two more that do not fit (3 x 30 s + 130 s > 190 s): continue 0.
+    oracle.deadline.at = time.monotonic() + 190.0
+    assert oracle.create_trial("tuner0").trial_id == "0"
+
+
+def test_a_trial_at_the_first_rung_is_joined_while_its_group_fits(tmp_path):
+    oracle = make_oracle(tmp_path, epochs=20, deadline=time.monotonic() + 1000.0)
+    for tid, f1 in (("0", 0.3), ("1", 0.1), ("2", 0.2)):
+        t = oracle.create_trial("tuner0")
+        epoch(oracle, tid, 1, f1 / 2, seconds=20.0)
+        epoch(oracle, tid, 2, f1, seconds=10.0)
+        end(oracle, t)
+    t0 = oracle.create_trial("tuner0")
+    for e in range(3, 7):
+        epoch(oracle, "0", e, 0.4, seconds=10.0)
+    end(oracle, t0)
+    for tid in ("3", "4"):  # two new trials wait at rung 1
+        t = oracle.create_trial("tuner0")
+        assert t.trial_id == tid
+        epoch(oracle, tid, 1, 0.05, seconds=20.0)
+        assert epoch(oracle, tid, 2, 0.1, seconds=10.0) == "IDLE"
+        end(oracle, t)
+    # the third of their group costs 30 s: with trial 0's 130 s, 170 s fit
+    oracle.deadline.at = time.monotonic() + 170.0
+    assert oracle.create_trial("tuner0").trial_id == "5"
+
+
 def test_two_workers_share_one_set_of_rungs(tmp_path):
     oracle = make_oracle(tmp_path, et=("hyperband", 1, 2), epochs=4)
     a = oracle.create_trial("w1")

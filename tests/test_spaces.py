@@ -82,7 +82,7 @@ def test_demo_space_uses_demo_data_without_download():
     s = load_space("demo")
     assert s.data == "demo" and s.method == "random"
     assert s.params["weights"].value == "none"
-    assert s.params["image_size"].value == 32
+    assert s.params["image_size"].value == 64
     assert s.early_terminate is not None  # the demo shows early termination at work
 
 

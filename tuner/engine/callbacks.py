@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from typing import Any
 
@@ -79,8 +80,9 @@ class EpochState(keras.callbacks.Callback):
         self.tuner.progress.epoch_end(epoch + 1, self.epochs, logs, seconds)
         cost = now - self._run_started if self._first_of_run else seconds
         self.act(self.report(row, cost, self._first_of_run), epoch + 1)
+        nxt = self.next_epoch_seconds()
         self._first_of_run = False
-        why = self.tuner.stopper.requested() if self.tuner.stopper else None
+        why = self.tuner.stopper.requested(nxt) if self.tuner.stopper else None
         if why and self.decision is None:
             self.ckpt.flush()  # the checkpoint of this epoch is on disk before the search ends
             self.write_events(close=True)
@@ -97,6 +99,15 @@ class EpochState(keras.callbacks.Callback):
             self.events.write(self.rows, self.ckpt.durable)
             if close:
                 self.events.close()
+
+    def next_epoch_seconds(self) -> float | None:
+        """The next epoch's expected seconds: the median of the trial's
+        recent epochs, leaving out its first (it holds the build and the
+        tracing) and this one when it was the first of a run."""
+        past = [float(r["seconds"]) for r in self.rows[1:] if r.get("seconds")]
+        if self._first_of_run and past:
+            past = past[:-1]
+        return statistics.median(past[-5:]) if past else None
 
     def best_epoch(self) -> int | None:
         name, rows = self.objective.name, [r for r in self.rows if r.get(self.objective.name) is not None]

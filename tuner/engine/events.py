@@ -43,7 +43,8 @@ def written(folder: str) -> tuple[set[int], bool]:
     session = False
     for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
         try:
-            for event in tf.compat.v1.train.summary_iterator(path):
+            for record in tf.data.TFRecordDataset(path):  # summary_iterator's own reading, without its deprecation notice
+                event = tf.compat.v1.Event.FromString(record.numpy())
                 for value in event.summary.value:
                     if value.tag == "val_f1" or value.tag == "loss":
                         epochs.add(int(event.step))

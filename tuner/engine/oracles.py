@@ -214,21 +214,29 @@ class BudgetedOracleMixin:
 
     def _endgame(self) -> bool:
         """Time left is better spent continuing the best paused trial than
-        starting one more that would leave no time to continue it. Never
-        before `eta` trials have been compared at the first rung: a budget
-        spent on one configuration is the trap early termination is for."""
+        starting one more that would leave no time to continue it. A new
+        trial is only judged once `eta` trials meet at the first rung, so
+        what it costs is the runs still missing from that group, not its
+        own run alone: one started without time for the others waits there
+        unjudged, its epochs lost to the trial that goes on. Never before
+        `eta` trials have been compared at the first rung: a budget spent on
+        one configuration is the trap early termination is for."""
         left = self.deadline.left()
         if left is None or self.early is None:
             return False
-        if len(self.early.records.get(0, {})) < self.early.config.eta:
+        eta = self.early.config.eta
+        if len(self.early.records.get(0, {})) < eta:
             return False
         nxt = self.early.next_promotion()
         if nxt is None:
             return False
         values = self._values(nxt[1])
-        new = self._run_cost(values, self._first_decision_epochs())
+        first = self._run_cost(values, self._first_decision_epochs())
         cont = self._run_cost(values, self._continue_epochs(nxt[1]))
-        return new is not None and cont is not None and left < new + cont
+        if first is None or cont is None:
+            return False
+        missing = eta - len(self.early.pending.get(0, [])) if self.early.rung_epochs else 1
+        return left < max(1, missing) * first + cont
 
     def may_start_new(self) -> bool:
         """Could one more new trial start and reach its first decision?"""

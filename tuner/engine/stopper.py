@@ -16,9 +16,18 @@ class Stopper:
         self.reason: str | None = None
         self._old: dict[int, Any] = {}
 
-    def requested(self) -> str | None:
-        if self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
-            self.reason = "max-time reached"
+    def requested(self, next_seconds: float | None = None) -> str | None:
+        """The reason to stop, if any. `next_seconds`: what the next epoch
+        is expected to take; when it would end past the deadline the stop
+        comes now, so that --max-time is a ceiling (a notebook's "stop when
+        the next epoch would overrun") and not a floor plus one epoch."""
+        if self.reason is None and self.deadline is not None:
+            now = time.monotonic()
+            if now >= self.deadline:
+                self.reason = "max-time reached"
+            elif next_seconds is not None and now + next_seconds > self.deadline:
+                self.reason = (f"max-time reached: {self.deadline - now:.0f}s left, "
+                               f"less than an epoch (about {next_seconds:.0f}s)")
         return self.reason
 
     def _handle(self, signum, frame):
