@@ -164,7 +164,9 @@ def test_max_time_stops_cleanly_at_the_next_epoch_end(flower_root, tmp_path):
     spent = next(ln for ln in r.stdout.splitlines() if ln.startswith("time spent:"))
     took = spent.split(" trained in ")[1].split(";")[0]
     seconds = int(took[:-1]) if "m" not in took else int(took.split("m")[0]) * 60 + int(took.split("m")[1][:-1])
-    assert k >= 2 and 45 <= seconds <= 65, spent  # the first epoch holds the tracing (20-40 s), later ones ~1 s
+    # the first epoch holds the tracing (20-40 s), later ones ~1 s; after the
+    # stop the last checkpoint is flushed (seconds under a loaded machine)
+    assert k >= 2 and 45 <= seconds <= 90, spent
     assert elapsed >= seconds
 
 
