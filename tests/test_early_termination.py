@@ -100,7 +100,10 @@ def test_no_endgame_before_eta_trials_met_at_the_first_rung(tmp_path):
     assert oracle.create_trial("tuner0").trial_id == "1"
 
 
-def test_endgame_continues_the_best_paused_trial_instead_of_exploring(tmp_path):
+def leader_paused_at_rung_2(tmp_path):
+    """Three trials met at rung 1 (epoch 2, a new one reaches it in 30 s);
+    the best, trial 0, went on and is paused at rung 2 (epoch 6); taking it
+    to rung 3 (epoch 18) costs 20 s + 11 x 10 s."""
     oracle = make_oracle(tmp_path, epochs=20, deadline=time.monotonic() + 1000.0)  # rungs 2, 6, 18
     for tid, f1 in (("0", 0.3), ("1", 0.1), ("2", 0.2)):
         t = oracle.create_trial("tuner0")
@@ -113,6 +116,11 @@ def test_endgame_continues_the_best_paused_trial_instead_of_exploring(tmp_path):
     for e in range(3, 7):
         epoch(oracle, "0", e, 0.4, seconds=10.0)  # paused at rung 2 (epoch 6)
     end(oracle, t0)
+    return oracle
+
+
+def test_endgame_continues_the_best_paused_trial_instead_of_exploring(tmp_path):
+    oracle = leader_paused_at_rung_2(tmp_path)
     assert oracle.create_trial("tuner0").trial_id == "3"
     failed = oracle.trials["3"]
     failed.status = "FAILED"
@@ -124,16 +132,7 @@ def test_endgame_continues_the_best_paused_trial_instead_of_exploring(tmp_path):
 
 
 def test_no_new_trial_that_could_not_be_judged_before_the_budget_ends(tmp_path):
-    oracle = make_oracle(tmp_path, epochs=20, deadline=time.monotonic() + 1000.0)  # rungs 2, 6, 18
-    for tid, f1 in (("0", 0.3), ("1", 0.1), ("2", 0.2)):
-        t = oracle.create_trial("tuner0")
-        epoch(oracle, tid, 1, f1 / 2, seconds=20.0)
-        epoch(oracle, tid, 2, f1, seconds=10.0)
-        end(oracle, t)
-    t0 = oracle.create_trial("tuner0")
-    for e in range(3, 7):
-        epoch(oracle, "0", e, 0.4, seconds=10.0)  # paused at rung 2 (epoch 6)
-    end(oracle, t0)
+    oracle = leader_paused_at_rung_2(tmp_path)
     # One new trial reaches rung 1 in 30 s and trial 0's next rung takes
     # 130 s: 190 s would hold both, but the new trial would wait at rung 1
     # for two more that do not fit (3 x 30 s + 130 s > 190 s): continue 0.
@@ -142,16 +141,7 @@ def test_no_new_trial_that_could_not_be_judged_before_the_budget_ends(tmp_path):
 
 
 def test_a_trial_at_the_first_rung_is_joined_while_its_group_fits(tmp_path):
-    oracle = make_oracle(tmp_path, epochs=20, deadline=time.monotonic() + 1000.0)
-    for tid, f1 in (("0", 0.3), ("1", 0.1), ("2", 0.2)):
-        t = oracle.create_trial("tuner0")
-        epoch(oracle, tid, 1, f1 / 2, seconds=20.0)
-        epoch(oracle, tid, 2, f1, seconds=10.0)
-        end(oracle, t)
-    t0 = oracle.create_trial("tuner0")
-    for e in range(3, 7):
-        epoch(oracle, "0", e, 0.4, seconds=10.0)
-    end(oracle, t0)
+    oracle = leader_paused_at_rung_2(tmp_path)
     for tid in ("3", "4"):  # two new trials wait at rung 1
         t = oracle.create_trial("tuner0")
         assert t.trial_id == tid

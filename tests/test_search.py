@@ -149,6 +149,8 @@ def test_sigterm_stops_at_epoch_end_and_resumes(flower_root, tmp_path):
 
 
 def test_max_time_stops_cleanly_at_the_next_epoch_end(flower_root, tmp_path):
+    from tuner.duration import parse_duration
+
     space = tiny_space(tmp_path, epochs=50, steps=2)
     project = tmp_path / "proj"
     t0 = time.monotonic()
@@ -162,8 +164,7 @@ def test_max_time_stops_cleanly_at_the_next_epoch_end(flower_root, tmp_path):
     # it stopped at the last epoch end from which another epoch would not
     # fit: the search's own time is within the budget (an epoch's jitter aside)
     spent = next(ln for ln in r.stdout.splitlines() if ln.startswith("time spent:"))
-    took = spent.split(" trained in ")[1].split(";")[0]
-    seconds = int(took[:-1]) if "m" not in took else int(took.split("m")[0]) * 60 + int(took.split("m")[1][:-1])
+    seconds = parse_duration(spent.split(" trained in ")[1].split(";")[0])
     # the first epoch holds the tracing (20-40 s), later ones ~1 s; after the
     # stop the last checkpoint is flushed (seconds under a loaded machine)
     assert k >= 2 and 45 <= seconds <= 90, spent

@@ -235,8 +235,8 @@ class BudgetedOracleMixin:
         cont = self._run_cost(values, self._continue_epochs(nxt[1]))
         if first is None or cont is None:
             return False
-        missing = eta - len(self.early.pending.get(0, [])) if self.early.rung_epochs else 1
-        return left < max(1, missing) * first + cont
+        missing = max(1, eta - len(self.early.pending.get(0, [])))
+        return left < missing * first + cont
 
     def may_start_new(self) -> bool:
         """Could one more new trial start and reach its first decision?"""
