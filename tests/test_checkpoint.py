@@ -131,3 +131,61 @@ def test_the_synchronous_path_writes_the_same_file(tmp_path, monkeypatch):
     assert b._pending is None
     files = [Path(c.dir) / "resume" / "epoch-0001.weights.h5" for c in (a, b)]
     assert h5_content(files[0]) == h5_content(files[1])
+
+
+def _random_model(seed: int):
+    """Dropout in the head and in a nested model (as EfficientNet's blocks
+    have it in the backbone), and GaussianNoise: each draws from its own
+    SeedGenerator, whose state no weights file holds."""
+    import keras
+
+    keras.utils.set_random_seed(seed)  # as the tuner does before each build
+    inner_in = keras.Input((6,))
+    inner = keras.Model(inner_in, keras.layers.Dropout(0.3)(keras.layers.Dense(12, activation="relu")(inner_in)))
+    inputs = keras.Input((6,))
+    h = keras.layers.GaussianNoise(0.2)(inner(inputs))
+    h = keras.layers.Dropout(0.5)(keras.layers.Dense(16, activation="relu")(h))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(h))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("into", ["fresh", "warm"])
+def test_losses_after_a_resume_are_those_of_an_uninterrupted_run(tmp_path, into):
+    """Trained 2 epochs, checkpointed at each epoch's end, then a fresh
+    build restored from the checkpoint trains epochs 3 and 4 (`warm`: the
+    fresh build adopted by another trial's traced model first, as
+    `_train` does): its losses are the uninterrupted run's, so its dropout
+    masks and noise continue the stream instead of replaying epoch 1's.
+    The same batches every epoch (no shuffle) and this CPU's deterministic
+    kernels: equal to the last bit."""
+    import keras
+
+    from tuner.engine.checkpoint import TrialCheckpoint
+    from tuner.engine.warm import adopt
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 6)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 3, 32), 3)
+    fit = dict(batch_size=8, shuffle=False, verbose=0)
+    straight = _random_model(7).fit(x, y, epochs=4, **fit).history["loss"]
+
+    ckpt = TrialCheckpoint(str(tmp_path / "trial"))
+
+    class Save(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            ckpt.save(self.model, epoch + 1, {"rows": []})
+
+    first = _random_model(7).fit(x, y, epochs=2, callbacks=[Save()], **fit).history["loss"]
+    ckpt.flush()
+    assert first == straight[:2]
+    assert len(ckpt.load()["seeds"]) == 3  # the nested model's Dropout too
+    model = _random_model(7)
+    if into == "warm":
+        warm = _random_model(3)
+        warm.fit(x, y, epochs=1, **fit)  # traced; its weights, slots and seed states moved on
+        assert adopt(warm, model)
+        model = warm
+    assert TrialCheckpoint(str(tmp_path / "trial")).restore(model)["epoch"] == 2
+    resumed = model.fit(x, y, epochs=4, initial_epoch=2, **fit).history["loss"]
+    assert resumed == straight[2:], (straight, first, resumed)

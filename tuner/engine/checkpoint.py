@@ -26,7 +26,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
-from tuner.engine.snapshot import Snapshot, snapshot
+from tuner.engine.snapshot import Snapshot, restore_seeds, snapshot
 from tuner.errors import TunerError
 
 HISTORY_COLUMNS = (
@@ -137,17 +137,20 @@ class TrialCheckpoint:
         """Persist the state after `epoch` finished epochs (1-based count).
 
         Here, on the training thread, only a snapshot is taken (numpy copies
-        of every variable, the optimizer's slots included, and the pointer's
-        text); a background thread writes it (see `_write`) while the next
-        epoch trains. One write is in flight at a time: the next save, a
+        of every variable, the optimizer's slots and the random layers' seed
+        states included, and the pointer's text); a background thread
+        writes it (see `_write`) while the next epoch trains. One write is in flight at a time: the next save, a
         restore, `finish` and `flush` wait for it and raise its error.
         `guard` runs just before the new weights are put in place and may
         raise to abandon the write (a worker that lost its trial's lease)."""
         self.flush()
         snap = snapshot(model)
         history = history_csv(state.get("rows", []))
+        # The seed states (a few integers) go into the pointer: they become
+        # current with the weights they belong to, in the same rename.
         pointer = json.dumps({"epoch": epoch, "weights": f"resume/{self._weights_name(epoch)}",
-                              "saved_at": time.time(), **state}, indent=1, default=_json_default)
+                              "seeds": snap.seeds, "saved_at": time.time(), **state},
+                             indent=1, default=_json_default)
         job = (snap, epoch, history, pointer, best_file, guard)
         if not ASYNC:
             self._write(*job)
@@ -223,7 +226,8 @@ class TrialCheckpoint:
                 gfile.remove(f"{folder}/{stale}")
 
     def restore(self, model: keras.Model, best_file: str | None = None) -> dict[str, Any] | None:
-        """Load weights and optimizer state into a freshly built model (and
+        """Load weights, optimizer and seed states into a freshly built model
+        (so its dropout masks continue where the checkpoint stopped), and
         publish the checkpoint as the best epoch if a kill came between its
         pointer and that link)."""
         state = self.load()
@@ -238,6 +242,7 @@ class TrialCheckpoint:
 
         with local_copy(f"{self.dir}/{state['weights']}") as local:
             model.load_weights(local)
+        restore_seeds(model, state.get("seeds"))
         self.durable = int(state["epoch"])
         return state
 

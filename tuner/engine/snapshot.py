@@ -9,6 +9,12 @@ memory, so the file holds what `save_weights` writes (the same groups,
 datasets and attributes) and `load_weights` reads it. The walk and the store are Keras internals
 (`keras.src.saving.saving_lib`); where they are missing, `snapshot` falls back
 to `save_weights` into a temporary file, on the training thread.
+
+That walk skips the random layers' seed states (a `SeedGenerator` is no
+saveable: Dropout's group in the file is empty, and `load_weights` leaves a
+fresh build's `[seed, 0]`), so the snapshot also holds them (`seeds`), and
+`restore_seeds` puts them back: without them every resumed run would draw
+its first epoch's dropout masks again.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import os
 import tempfile
 from typing import Any
 
+import keras
 import numpy as np
 
 try:
@@ -31,9 +38,11 @@ class Snapshot:
     order `save_weights` writes them, or the finished file's bytes."""
 
     def __init__(self, entries: list[tuple[str, dict | None, dict[str, np.ndarray]]] | None = None,
-                 raw: bytes | None = None):
+                 raw: bytes | None = None, seeds: list[list[int]] | None = None):
         self.entries = entries or []
         self.raw = raw
+        #: every seed generator's state, in `seed_states` order
+        self.seeds = seeds or []
 
     def h5_file(self) -> memoryview:
         """The weights file's bytes. The numpy copies are dropped once they
@@ -79,13 +88,37 @@ if H5IOStore is not None:
 
 
 def snapshot(model: Any) -> Snapshot:
-    """The model's weights and optimizer state as they are now."""
+    """The model's weights, optimizer state and seed states as they are now."""
+    seeds = [np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in seed_states(model)]
     if H5IOStore is None:
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "snapshot.weights.h5")
             model.save_weights(path)
             with open(path, "rb") as f:
-                return Snapshot(raw=f.read())
+                return Snapshot(raw=f.read(), seeds=seeds)
     recorder = _Recorder()
     _save_state(model, weights_store=recorder, assets_store=None, inner_path="", visited_saveables=set())
-    return Snapshot(recorder.entries)
+    return Snapshot(recorder.entries, seeds=seeds)
+
+
+def seed_states(model: Any) -> list:
+    """The state variable of every SeedGenerator in the model (Dropout's,
+    any keras random layer's, nested models' too): what `model.variables`
+    holds beyond `model.weights`, in its order (a walk of the layers, the
+    same for every build of the same model; their auto-generated names are
+    not)."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def restore_seeds(model: Any, seeds: list[list[int]] | None) -> None:
+    """Put `Snapshot.seeds` back (None: a checkpoint written before they
+    were kept; the fresh build's states stay)."""
+    if seeds is None:
+        return
+    states = seed_states(model)
+    if len(states) != len(seeds):
+        raise ValueError(f"the checkpoint holds {len(seeds)} random-seed states, the model has {len(states)}: "
+                         "it was written for another model")
+    for v, value in zip(states, seeds):
+        v.assign(np.asarray(value, dtype=v.dtype))

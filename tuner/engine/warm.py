@@ -47,6 +47,8 @@ def adopt(warm, fresh) -> bool:
     for m in (warm, fresh):
         if not m.optimizer.built:
             m.optimizer.build(m.trainable_variables)
+    # `variables` holds the seed generators' states too (Dropout's masks):
+    # without them the warm model would go on with the last trial's draws.
     pairs = list(zip(warm.variables, fresh.variables)) + list(zip(warm.optimizer.variables,
                                                                   fresh.optimizer.variables))
     if (len(warm.variables) != len(fresh.variables)
