@@ -34,10 +34,15 @@ def make_oracle(tmp_path, et=("hyperband", 2, 3), epochs=6, trials=9, deadline=N
     return oracle
 
 
-def epoch(oracle, tid, e, f1, seconds=None):
+def epoch(oracle, tid, e, f1, seconds=None, kind=None, finished=False):
+    """One epoch's report; `kind` as EpochState sends it (0 a later epoch of
+    its run, 1 a run's first with its tracing, 2 a run's first in a kept graph)."""
     metrics = {"val_f1": f1}
     if seconds is not None:
-        metrics.update({"tuner/epoch_seconds": seconds, "tuner/first_epoch": 1.0 if e == 1 else 0.0})
+        metrics.update({"tuner/epoch_seconds": seconds,
+                        "tuner/first_epoch": float(kind if kind is not None else e == 1)})
+    if finished:
+        metrics["tuner/finished"] = 1.0
     return oracle.update_trial(tid, metrics, step=e).status
 
 
@@ -138,6 +143,64 @@ def test_no_new_trial_that_could_not_be_judged_before_the_budget_ends(tmp_path):
     # for two more that do not fit (3 x 30 s + 130 s > 190 s): continue 0.
     oracle.deadline.at = time.monotonic() + 190.0
     assert oracle.create_trial("tuner0").trial_id == "0"
+
+
+def test_the_leader_arriving_at_a_rung_in_the_endgame_goes_on_without_a_pause(tmp_path):
+    """Trial 0 reaches rung 2 (epoch 6) with 150 s left: no new trial could
+    be judged and trial 0 taken to rung 3 after it (3 x 30 s + 130 s), so
+    the endgame would continue trial 0 at once. It goes on in the same run:
+    no pause, no rebuild and restore."""
+    oracle = make_oracle(tmp_path, epochs=20, deadline=time.monotonic() + 1000.0)  # rungs 2, 6, 18
+    for tid, f1 in (("0", 0.3), ("1", 0.1), ("2", 0.2)):
+        t = oracle.create_trial("tuner0")
+        epoch(oracle, tid, 1, f1 / 2, seconds=20.0)
+        epoch(oracle, tid, 2, f1, seconds=10.0)
+        end(oracle, t)
+    t0 = oracle.create_trial("tuner0")
+    assert t0.trial_id == "0"
+    for e in range(3, 6):
+        epoch(oracle, "0", e, 0.4, seconds=10.0)
+    oracle.deadline.at = time.monotonic() + 150.0 + oracle.deadline.tail
+    assert epoch(oracle, "0", 6, 0.45, seconds=10.0) == "RUNNING"
+    assert oracle.early.state_of("0") == "promoted" and not oracle.early.paused()
+    # with time for exploring, the same arrival pauses
+    fresh = leader_paused_at_rung_2(tmp_path / "fresh")
+    assert fresh.early.state_of("0") == "paused"
+
+
+def test_a_trial_early_stopping_ended_at_a_rung_takes_no_place_there(tmp_path):
+    """EarlyStopping ended trial 0 at the rung's epoch: it trains no further,
+    so it is finished there, never paused or promoted (it would train
+    nothing and waste the slot); the rung's group is the other trials'."""
+    oracle = make_oracle(tmp_path, deadline=time.monotonic() + 1000.0)
+    t0 = oracle.create_trial("tuner0")
+    epoch(oracle, "0", 1, 0.2, seconds=20.0)
+    assert epoch(oracle, "0", 2, 0.9, seconds=10.0, finished=True) == "RUNNING"
+    end(oracle, t0)
+    assert oracle.trials["0"].status == "COMPLETED" and "0" not in oracle.early.paused()
+    for tid in ("1", "2"):
+        t = oracle.create_trial("tuner0")
+        epoch(oracle, tid, 1, 0.1, seconds=20.0)
+        assert epoch(oracle, tid, 2, 0.2 if tid == "1" else 0.1, seconds=10.0) == "IDLE"  # 0 did not count
+        end(oracle, t)
+    assert oracle.early.paused() == ["1", "2"]
+    assert oracle.create_trial("tuner0").trial_id == "3"
+
+
+def test_a_promoted_trial_whose_next_epoch_does_not_fit_is_not_continued(tmp_path):
+    """Trial 0 won rung 1 and waits in the queue; with 5 s left (a 10-s
+    epoch), continuing it would end past the budget: the search ends, and
+    trial 0 waits for the same command with more time."""
+    oracle = make_oracle(tmp_path, deadline=time.monotonic() + 1000.0)
+    for tid, f1 in (("0", 0.3), ("1", 0.1), ("2", 0.2)):
+        t = oracle.create_trial("tuner0")
+        epoch(oracle, tid, 1, f1 / 2, seconds=20.0)
+        epoch(oracle, tid, 2, f1, seconds=10.0)
+        end(oracle, t)
+    assert oracle._retry_queue == ["0"]  # noqa: SLF001
+    oracle.deadline.at = time.monotonic() + 5.0 + oracle.deadline.tail
+    assert oracle.create_trial("tuner0").status == "STOPPED"
+    assert oracle.budget_refused and oracle._retry_queue == ["0"]  # noqa: SLF001
 
 
 def test_a_trial_at_the_first_rung_is_joined_while_its_group_fits(tmp_path):
@@ -336,17 +399,19 @@ def test_a_saved_early_stopping_decision_is_honoured_on_resume(ten_classes, tmp_
     assert json.loads((project / "trial_0" / "trial.json").read_text())["status"] == "COMPLETED"
 
 
-def test_on_one_machine_a_graph_trained_here_costs_no_tracing_again(tmp_path):
-    """Trial 0 paused at its last rung with 15 s left: continuing it is a
-    10-s epoch in a model already traced here, not the 20-s first epoch of a
-    fresh build, so on one machine it goes on; a chief (which cannot know
-    where a run lands) counts it cold and ends the search."""
+def test_on_one_machine_a_graph_kept_traced_costs_no_tracing_again(tmp_path):
+    """Trial 0 paused at its last rung with 15 s left: continuing it in the
+    model the tuner keeps traced is a 12-s first epoch (its restore and the
+    caches' refill, as trials 1 and 2 measured), not the 20-s first epoch of
+    a fresh build, so on one machine it goes on; a chief (which cannot know
+    where a run lands), or a tuner that no longer keeps that graph, counts
+    it cold and ends the search."""
     for local, goes_on in ((True, True), (False, False)):
         oracle = make_oracle(tmp_path / str(local), epochs=8, deadline=time.monotonic() + 1000.0)  # rungs 2, 6
-        oracle.local_graphs = local
+        oracle.is_warm = (lambda values: True) if local else None
         for tid in ("0", "1", "2"):
             t = oracle.create_trial("tuner0")
-            epoch(oracle, tid, 1, 0.1, seconds=20.0)
+            epoch(oracle, tid, 1, 0.1, seconds=20.0 if tid == "0" else 12.0, kind=1 if tid == "0" else 2)
             epoch(oracle, tid, 2, 0.3 if tid == "0" else 0.1, seconds=10.0)
             end(oracle, t)
         t0 = oracle.create_trial("tuner0")
@@ -354,6 +419,6 @@ def test_on_one_machine_a_graph_trained_here_costs_no_tracing_again(tmp_path):
         for e in range(3, 7):
             epoch(oracle, "0", e, 0.4, seconds=10.0)  # paused at rung 2 (epoch 6)
         end(oracle, t0)
-        oracle.deadline.at = time.monotonic() + 15.0
+        oracle.deadline.at = time.monotonic() + 15.0 + oracle.deadline.tail
         nxt = oracle.create_trial("tuner0")
         assert (nxt.status == "RUNNING" and nxt.trial_id == "0") == goes_on, (local, nxt.status, nxt.trial_id)

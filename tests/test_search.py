@@ -148,9 +148,10 @@ def test_sigterm_stops_at_epoch_end_and_resumes(flower_root, tmp_path):
     assert "mixed_bfloat16" in run_cli("status", "--project", str(project)).stdout
 
 
-def test_max_time_stops_cleanly_at_the_next_epoch_end(flower_root, tmp_path):
-    from tuner.duration import parse_duration
-
+def test_max_time_is_a_ceiling_for_the_whole_command(flower_root, tmp_path):
+    """--max-time 60s: the command, from its start (imports, data checks and
+    the first trace included) to its exit, ends within the budget, having
+    used most of it; it says, records and `status` shows how the time went."""
     space = tiny_space(tmp_path, epochs=50, steps=2)
     project = tmp_path / "proj"
     t0 = time.monotonic()
@@ -160,15 +161,19 @@ def test_max_time_stops_cleanly_at_the_next_epoch_end(flower_root, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("max-time reached"))
     k = int(line.split("stopped after epoch ")[1].split(";")[0])
-    assert 1 <= k < 50 and history_epochs(project / "trial_0") == list(range(1, k + 1))
-    # it stopped at the last epoch end from which another epoch would not
-    # fit: the search's own time is within the budget (an epoch's jitter aside)
-    spent = next(ln for ln in r.stdout.splitlines() if ln.startswith("time spent:"))
-    seconds = parse_duration(spent.split(" trained in ")[1].split(";")[0])
-    # the first epoch holds the tracing (20-40 s), later ones ~1 s; after the
-    # stop the last checkpoint is flushed (seconds under a loaded machine)
-    assert k >= 2 and 45 <= seconds <= 90, spent
-    assert elapsed >= seconds
+    assert 2 <= k < 50 and history_epochs(project / "trial_0") == list(range(1, k + 1))
+    # The goal (within T + 3%) is measured in bench/budget_ceiling.py on an
+    # idle machine; under the test suite's load an epoch's jitter is allowed.
+    # Before the budget counted from the process start, this was 68-75 s.
+    assert 45 <= elapsed <= 64, (elapsed, r.stdout)
+    told = next(ln for ln in r.stdout.splitlines() if ln.startswith("time: "))
+    assert "training" in told and "validation" in told, told
+    runs = json.loads((project / "time.json").read_text())["tuner0"]
+    parts = {k: v for k, v in runs[0].items() if k not in ("ended", "total")}
+    assert abs(sum(parts.values()) - runs[0]["total"]) < 0.1 and parts["training"] > 0 and parts["validation"] > 0
+    assert 45 <= runs[0]["total"] <= elapsed and parts["startup"] > 1.0  # the imports count
+    status = run_cli("status", "--project", str(project)).stdout
+    assert "time: " in status and "training" in status, status
 
 
 def test_the_stop_comes_when_the_next_epoch_would_overrun():

@@ -43,6 +43,9 @@ class SearchOptions:
     connect: str | None = None  # HOST:PORT: run as a worker of that chief
     worker_id: str | None = None
     lease: float = 300.0  # seconds a worker may stay silent before its trial is handed on
+    #: when --max-time began, in time.monotonic()'s clock: the command's own
+    #: start (tuner.engine.clock.process_start); None: when run_search is called
+    started: float | None = None
 
     @property
     def role(self) -> str:
@@ -159,6 +162,9 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
     from tuner.engine.stopper import Stopper
     from tuner.quiet import quiet_fit_warnings
 
+    # The budget counts from here (or from the command's start): the checks,
+    # the demo data, the imports still to come and the first trace are in it.
+    stopper = Stopper(opts.max_time, started=opts.started)
     progress = progress or Progress(plain=opts.plain)
     quiet_fit_warnings()
     # Each epoch is reported to the oracle (for leases and live status), which
@@ -181,7 +187,6 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
             ensure_demo_data(root, _image_sizes(space), progress.log)
         if opts.overwrite and opts.role != "worker":
             _wipe(project)
-        stopper = Stopper(opts.max_time)
         if opts.role != "chief":  # the chief's state is saved at every change: a plain kill is fine
             stopper.install()
         try:
@@ -229,6 +234,20 @@ def _distributed_env(opts: SearchOptions):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _account(tuner, project: str, opts: SearchOptions, stopper) -> str:
+    """This run's time, by part, added to the project's time.json; the line
+    the search ends with."""
+    from tuner.engine import ledger
+
+    total = time.monotonic() - stopper.started
+    record = tuner.ledger.close(total)
+    try:
+        ledger.record_run(project, str(tuner.tuner_id), record)
+    except OSError:
+        pass  # the time is only told, then
+    return "time: " + (ledger.describe(record) or "none")
 
 
 def _wipe(project: str) -> None:
@@ -289,7 +308,7 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
     oracle_args = dict(objective=objective, seed=space.seed, lease_seconds=opts.lease,
                        max_consecutive_failed_trials=max(3, space.run_cap + 1),
                        early_terminate=space.early_terminate, epochs=space.train.epochs,
-                       deadline=stopper.deadline)
+                       deadline=stopper.budget)
     if space.method == "hyperband":
         oracle = oracle_cls(max_epochs=space.train.epochs, factor=space.hyperband.factor,
                             hyperband_iterations=space.hyperband.iterations, **oracle_args)
@@ -310,8 +329,11 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
             "or start afresh with --overwrite"
         ) from None
 
-    # One machine keeps the graphs it traced: the budget counts their runs warm.
-    oracle.local_graphs = not chief and opts.role != "worker" and tuner.KEEP_WARM > 0
+    # One machine keeps the graphs it traced last: the budget counts their runs warm.
+    if not chief and opts.role != "worker" and tuner.KEEP_WARM > 0:
+        from tuner.engine.warm import graph_key
+
+        oracle.is_warm = lambda values: tuner._warm.has(graph_key(values))  # noqa: SLF001
     total = space.run_cap if space.method != "hyperband" else None
     if opts.role == "worker":
         progress.log(f"worker {opts.worker_id} of the chief at {opts.connect}; {info.describe()}; "
@@ -334,6 +356,7 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
             progress.log("TensorBoard: no event files (the HParams summaries need the tensorboard package; "
                          "pip install tensorboard)")
     began = time.monotonic()
+    tuner.ledger.add("startup", began - stopper.started)
     result = SearchResult(project=project, stopped=None)
     monitor = LeaseMonitor(oracle) if chief else None
     if monitor:
@@ -366,6 +389,7 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
     spent = oracle.spending(time.monotonic() - began)
     if spent:
         progress.log(spent)
+    progress.log(_account(tuner, project, opts, stopper))
     best = oracle.get_best_trials(1)
     if best and best[0].score is not None:
         result.best_trial, result.best_score = best[0].trial_id, best[0].score

@@ -1,6 +1,10 @@
 """What the time left buys: seconds per epoch measured on the trials already
-run, per backbone and image size, with the first epoch of each run apart
-(it holds the model build, the checkpoint restore and graph tracing)."""
+run, per kind of trial (`cost_key`), with the first epoch of each run apart:
+it also holds what a run costs before training starts (the model build, the
+state copy into a reused graph, the checkpoint restore, refilling the
+decoded-image cache and the shuffle buffer) and, unless the run reuses a
+graph traced in this process, the tracing. A run that reuses one ("warm")
+is measured apart from one that traces ("cold")."""
 
 from __future__ import annotations
 
@@ -10,20 +14,32 @@ from typing import Any
 
 
 def cost_key(values: dict[str, Any]) -> str:
-    """Trials with the same backbone and image size cost about the same."""
-    return f"{values.get('backbone', '?')}@{values.get('image_size', '?')}"
+    """Trials that agree on what sets an epoch's time (the backbone, the
+    image size, how much of the backbone trains, the batch, the precision)
+    cost about the same; the learning rate or a callback change nothing."""
+    fine_tune = values.get("fine_tune", "full") if values.get("weights", "none") not in ("none", None) else "full"
+    if fine_tune == "top":
+        fine_tune = f"top{values.get('fine_tune_blocks', '')}"
+    return (f"{values.get('backbone', '?')}@{values.get('image_size', '?')}/{fine_tune}"
+            f"/b{values.get('batch_per_replica', '?')}/{values.get('precision') or 'auto'}")
+
+
+#: how a run began: its first epoch is counted apart by kind
+COLD, WARM, LATER = "cold", "warm", "later"
 
 
 class EpochCosts:
     def __init__(self) -> None:
-        self.first: dict[str, list[float]] = {}
+        self.first: dict[str, list[float]] = {}  # a run's first epoch with its build and tracing
+        self.warm: dict[str, list[float]] = {}  # a run's first epoch in a graph traced before
         self.later: dict[str, list[float]] = {}
 
-    def add(self, key: str, seconds: float, first: bool) -> None:
-        (self.first if first else self.later).setdefault(key, []).append(round(float(seconds), 3))
+    def add(self, key: str, seconds: float, kind: str) -> None:
+        table = {COLD: self.first, WARM: self.warm, LATER: self.later}[kind]
+        table.setdefault(key, []).append(round(float(seconds), 3))
 
     def keys(self) -> set[str]:
-        return set(self.first) | set(self.later)
+        return set(self.first) | set(self.later) | set(self.warm)
 
     def estimate(self, key: str) -> tuple[float, float] | None:
         """(first epoch of a run, each later epoch) in seconds, or None when
@@ -40,31 +56,46 @@ class EpochCosts:
         return f, e
 
     def seconds(self, key: str, epochs: int, warm: bool = False) -> float | None:
-        """Cost of one run of `epochs` epochs (a fresh start or a resume);
-        `warm`: its graph is already traced in this process, so its first
-        epoch costs about what a later one does."""
+        """Cost of one run of `epochs` epochs (a fresh start or a resume),
+        from the moment it is handed out to its last epoch's end; `warm`:
+        its graph is kept traced in this process. A warm run not measured
+        yet is counted as a cold one (an upper bound: the budget is a
+        ceiling)."""
         est = self.estimate(key)
         if est is None or epochs <= 0:
             return None if est is None else 0.0
         first, later = est
-        return (later if warm else first) + (epochs - 1) * later
+        if warm and self.warm.get(key):
+            first = statistics.median(self.warm[key][-5:])
+        return first + (epochs - 1) * later
 
     def get_state(self) -> dict[str, Any]:
-        return {"first": self.first, "later": self.later}
+        return {"first": self.first, "warm": self.warm, "later": self.later}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.first = {k: list(v) for k, v in state.get("first", {}).items()}
+        self.warm = {k: list(v) for k, v in state.get("warm", {}).items()}
         self.later = {k: list(v) for k, v in state.get("later", {}).items()}
 
 
-class Deadline:
-    """The end of this run's --max-time, in this process's monotonic clock."""
+#: seconds from the last epoch's end to the process's exit, the checkpoint
+#: flush apart: the trial's and the oracle's files, TensorBoard's writer,
+#: the search's last lines, and the interpreter's exit (which `python -m
+#: tuner search` skips with os._exit once everything is on disk)
+EXIT_SECONDS = 2.0
 
-    def __init__(self, at: float | None = None):
+
+class Deadline:
+    """The end of this run's --max-time, in this process's monotonic clock,
+    less what stopping takes (`tail`: the last checkpoint's flush and the
+    exit), so that the command itself ends by `at`."""
+
+    def __init__(self, at: float | None = None, tail: float = 0.0):
         self.at = at
+        self.tail = tail
 
     def left(self) -> float | None:
-        return None if self.at is None else self.at - time.monotonic()
+        return None if self.at is None else self.at - self.tail - time.monotonic()
 
 
 def fmt_seconds(s: float) -> str:

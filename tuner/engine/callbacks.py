@@ -27,7 +27,7 @@ class EpochState(keras.callbacks.Callback):
     after a kill is reported again, and the oracle replaces it."""
 
     def __init__(self, tuner, trial, ckpt, state, epochs: int, beat, watched: list, started: float,
-                 built: bool = True, events=None):
+                 built: bool = True, events=None, ledger=None):
         super().__init__()
         self.tuner, self.trial, self.ckpt, self.beat, self.events = tuner, trial, ckpt, beat, events
         self.rows: list[dict[str, Any]] = list((state or {}).get("rows", []))
@@ -37,10 +37,16 @@ class EpochState(keras.callbacks.Callback):
         self.best_file = tuner._get_checkpoint_fname(trial.trial_id)  # where Keras Tuner looks for it
         self.decision: str | None = None  # "paused" | "stopped" when the oracle said so
         self._run_started = started
-        # The first epoch of a run with a freshly built model also holds the
-        # build, restore and tracing: the budget counts it apart.
-        self._first_of_run = built
-        self._t0 = time.monotonic()
+        # The first epoch of every run also holds what came before it (the
+        # build, the state copy, the restore) and the caches' refill; with a
+        # model built for it, the tracing too. The budget counts it apart,
+        # by kind (see tuner.engine.budget).
+        self._first_of_run = True
+        self._built = built
+        self._t0 = self._val0 = time.monotonic()
+        self._val_seconds = 0.0
+        self.ledger = ledger
+        self._epochs: list[tuple[float, float]] = []  # this run's (train, validation) seconds
 
     def on_train_begin(self, logs=None):
         # Runs after the trial's own callbacks reset themselves: put their
@@ -50,7 +56,16 @@ class EpochState(keras.callbacks.Callback):
                 setattr(cb, k, v)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._t0 = time.monotonic()
+        self._t0 = self._val0 = time.monotonic()
+        self._val_seconds = 0.0
+
+    # Keras runs the epoch's validation through `evaluate` with the same
+    # callbacks: its test hooks bracket the validation pass.
+    def on_test_begin(self, logs=None):
+        self._val0 = time.monotonic()
+
+    def on_test_end(self, logs=None):
+        self._val_seconds += time.monotonic() - self._val0
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -59,6 +74,7 @@ class EpochState(keras.callbacks.Callback):
             raise kt.errors.FailedTrialError(f"loss became NaN in epoch {epoch + 1}; lower the learning rate")
         now = time.monotonic()
         seconds = now - self._t0
+        self._epochs.append((seconds - self._val_seconds, self._val_seconds))
         row = {"epoch": epoch + 1, **{k: clean_float(logs.get(k)) for k in STATE_COLUMNS}}
         row["learning_rate"] = clean_float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["seconds"] = round(seconds, 3)
@@ -67,6 +83,7 @@ class EpochState(keras.callbacks.Callback):
         if self.beat.leased:
             self.beat.check()  # a worker that lost its trial writes nothing
         cb_state = {type(cb).__name__: callback_state(cb) for cb in self.watched}
+        saving = time.monotonic()
         self.ckpt.save(self.model, epoch + 1, {
             "rows": self.rows, "callbacks": cb_state, "trial_id": self.trial.trial_id,
             "replicas": self.tuner.hypermodel.strategy_info.replicas, "worker": self.tuner.tuner_id,
@@ -76,21 +93,36 @@ class EpochState(keras.callbacks.Callback):
             # a resume must not train another epoch.
             "stop_training": bool(self.model.stop_training),
         }, best_file=self.best_file if best else None, guard=self.beat.check if self.beat.leased else None)
+        if self.ledger is not None:
+            self.ledger.add("checkpoint", time.monotonic() - saving)  # the wait for the last write and the copy
         self.write_events()  # the epochs whose checkpoints are on disk by now
         self.tuner.progress.epoch_end(epoch + 1, self.epochs, logs, seconds)
         cost = now - self._run_started if self._first_of_run else seconds
-        self.act(self.report(row, cost, self._first_of_run), epoch + 1)
+        kind = 0 if not self._first_of_run else (1 if self._built else 2)
+        self.act(self.report(row, cost, kind, finished=bool(self.model.stop_training)), epoch + 1)
         nxt = self.next_epoch_seconds()
         self._first_of_run = False
-        why = self.tuner.stopper.requested(nxt) if self.tuner.stopper else None
+        stopper = self.tuner.stopper
+        if stopper is not None:
+            stopper.note_flush(self.ckpt.write_seconds)
+        why = stopper.requested(nxt) if stopper else None
         if why and self.decision is None:
-            self.ckpt.flush()  # the checkpoint of this epoch is on disk before the search ends
-            self.write_events(close=True)
+            self.flush()  # the checkpoint of this epoch is on disk before the search ends
             raise Stopped(f"{why}: trial {self.trial.trial_id} stopped after epoch {epoch + 1}")
 
     def on_train_end(self, logs=None):
-        self.ckpt.flush()  # the last epoch's checkpoint is on disk when fit returns
+        self.flush()  # the last epoch's checkpoint is on disk when fit returns
+
+    def flush(self) -> None:
+        """The run's end: its last checkpoint on disk, its events closed,
+        its epochs in the ledger (once, whichever way the run ends)."""
+        t0 = time.monotonic()
+        self.ckpt.flush()
         self.write_events(close=True)
+        if self.ledger is not None:
+            self.ledger.add("checkpoint", time.monotonic() - t0)
+            self.ledger.add_run(self._epochs, self._built)
+            self._epochs = []
 
     def write_events(self, close: bool = False) -> None:
         """TensorBoard gets an epoch once its checkpoint is on disk: a kill
@@ -116,14 +148,19 @@ class EpochState(keras.callbacks.Callback):
         pick = max if self.objective.direction == "max" else min
         return int(pick(rows, key=lambda r: r[name])["epoch"])
 
-    def report(self, row: dict[str, Any], seconds: float | None = None, first: bool = False):
-        """One epoch to the oracle; its answer carries the rung decision."""
-        from tuner.engine.oracles import FIRST_KEY, SECONDS_KEY
+    def report(self, row: dict[str, Any], seconds: float | None = None, kind: int = 0, finished: bool = False):
+        """One epoch to the oracle; its answer carries the rung decision.
+        `kind`: 0 a later epoch of its run, 1 the first with a model built
+        and traced for it, 2 the first in a kept, traced model; `finished`:
+        the trial's own callback (EarlyStopping) ended it here."""
+        from tuner.engine.oracles import FINISHED_KEY, FIRST_KEY, SECONDS_KEY
 
         metrics = {k: float(v) for k, v in row.items() if k in STATE_COLUMNS and v is not None}
         if seconds is not None:
             metrics[SECONDS_KEY] = float(seconds)
-            metrics[FIRST_KEY] = 1.0 if first else 0.0
+            metrics[FIRST_KEY] = float(kind)
+        if finished:
+            metrics[FINISHED_KEY] = 1.0
         return self.beat.report(metrics, int(row["epoch"]))
 
     def act(self, reply, epoch: int) -> None:

@@ -120,6 +120,8 @@ class TrialCheckpoint:
         self._error: BaseException | None = None
         #: the last epoch whose checkpoint is on disk (as far as this object knows)
         self.durable: int | None = None
+        #: seconds the last write took (a stop at an epoch end waits for one)
+        self.write_seconds: float | None = None
 
     def load(self) -> dict[str, Any] | None:
         self.flush()
@@ -198,6 +200,7 @@ class TrialCheckpoint:
         name = self._weights_name(epoch)
         target = f"{folder}/{name}"
         partial = f"{folder}/part-{name}"
+        began = time.monotonic()
         try:
             gfile.makedirs(folder)
             data = snap.h5_file()
@@ -211,6 +214,7 @@ class TrialCheckpoint:
             atomic_write(f"{self.dir}/{HISTORY}", history)
             atomic_write(self.pointer, pointer)
             self.durable = epoch
+            self.write_seconds = time.monotonic() - began  # what a stop waits for at most
             if best_file:
                 publish(target, best_file)
         except BaseException as e:

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from keras_tuner import oracles as kt_oracles
 from keras_tuner.src.engine import trial as trial_module
 
-from tuner.engine.budget import Deadline, EpochCosts, cost_key, fmt_seconds
-from tuner.engine.warm import graph_key
+from tuner.engine.budget import COLD, LATER, WARM, Deadline, EpochCosts, cost_key, fmt_seconds
 from tuner.engine.checkpoint import atomic_write
 from tuner.engine.leases import LEASE_PREFIX, LEASES_FILE, lease_key
 from tuner.engine.rungs import CONTINUE, PAUSE, STOP, EarlyTermination, describe_decision
@@ -57,8 +56,9 @@ class LeasedOracleMixin:
     def create_trial(self, tuner_id):
         self._seen[tuner_id] = time.time()
         trial = super().create_trial(tuner_id)
-        if trial.status == TS.STOPPED and self._busy_elsewhere(tuner_id):
-            # Not STOPPED yet: a running trial may still come back.
+        if trial.status == TS.STOPPED and self._busy_elsewhere(tuner_id) and not getattr(self, "budget_refused", False):
+            # Not STOPPED yet: a running trial may still come back (unless
+            # the budget has no room for anything more).
             self.tuner_ids.add(tuner_id)
             return trial_module.Trial(hyperparameters=self.hyperparameters.copy(), status=TS.IDLE)
         if trial.status == TS.RUNNING:
@@ -139,9 +139,15 @@ class LeasedOracleMixin:
                          "no longer waited for")
 
 
-#: Extra keys of an epoch report: the run's epoch time, for the budget.
+#: Extra keys of an epoch report: the run's epoch time, for the budget, and
+#: which epoch of its run it was (0: a later one; 1: the first, in a graph
+#: traced for it; 2: the first, in a graph kept traced from an earlier run).
 SECONDS_KEY = "tuner/epoch_seconds"
 FIRST_KEY = "tuner/first_epoch"
+RUN_KINDS = {0: LATER, 1: COLD, 2: WARM}
+#: 1.0 when the trial's own callback (EarlyStopping) ended it at this epoch:
+#: it is finished, whatever a rung would say, and takes no rung's place.
+FINISHED_KEY = "tuner/finished"
 
 
 class BudgetedOracleMixin:
@@ -157,12 +163,14 @@ class BudgetedOracleMixin:
         self.early = EarlyTermination(early_terminate, epochs, self.objective.direction) if early_terminate else None
         self.max_epochs = epochs
         self.costs = EpochCosts()
-        self.deadline = Deadline(deadline)
+        # The search passes its Stopper's budget: one deadline, one tail.
+        self.deadline = deadline if isinstance(deadline, Deadline) else Deadline(deadline)
         self.budget_refused = False  # the search ended because nothing more fits in the time left
         self.epochs_this_run = 0
-        #: set by the search on one machine: runs of a graph traced in this process are warm
-        self.local_graphs = False
-        self._traced: set[str] = set()  # graphs trained in this process (not saved: a new process traces again)
+        #: set by the search on one machine: is a trial with these values one
+        #: whose graph the tuner keeps traced (tuner.engine.warm)? A chief
+        #: cannot know where a run lands and counts every run cold.
+        self.is_warm: Callable[[dict], bool] | None = None
         self.log: Callable[[str], None] = lambda m: None
 
     # -- what the time left allows -------------------------------------
@@ -178,11 +186,11 @@ class BudgetedOracleMixin:
         return min(self.early.config.min_iter, self.max_epochs)
 
     def _run_cost(self, values: dict, epochs: int) -> float | None:
-        """Seconds for a run of `epochs` epochs of a trial with `values`. On
-        one machine the tuner keeps each graph it traced (tuner.engine.warm):
-        a run of a graph already trained here skips the tracing. A chief
-        cannot know which worker runs what, so it counts every run cold."""
-        warm = self.local_graphs and graph_key(values) in self._traced
+        """Seconds for a run of `epochs` epochs of a trial with `values`,
+        from its hand-out to its last epoch's end. On one machine the tuner
+        keeps the graphs it traced last (tuner.engine.warm): a run of one
+        still kept skips the tracing."""
+        warm = bool(values) and self.is_warm is not None and self.is_warm(values)
         return self.costs.seconds(cost_key(values), epochs, warm=warm)
 
     def _fits(self, values: dict, epochs: int) -> bool:
@@ -254,6 +262,13 @@ class BudgetedOracleMixin:
     @synchronized
     def create_trial(self, tuner_id):
         if tuner_id in self.ongoing_trials or self._retry_queue:
+            tid = self.ongoing_trials[tuner_id].trial_id if tuner_id in self.ongoing_trials else self._retry_queue[-1]
+            if not self._fits(self._values(tid), 1):
+                # Not even its next epoch fits: it waits, checkpoint and all,
+                # for the same command with more time.
+                self.budget_refused = True
+                self.tuner_ids.discard(tuner_id)
+                return trial_module.Trial(hyperparameters=self.hyperparameters.copy(), status=TS.STOPPED)
             return super().create_trial(tuner_id)
         if not self._cap_reached() and not self._endgame():
             self.budget_refused = False
@@ -309,18 +324,18 @@ class BudgetedOracleMixin:
     def update_trial(self, trial_id, metrics, step=0):
         metrics = dict(metrics)
         seconds = metrics.pop(SECONDS_KEY, None)
-        first = bool(metrics.pop(FIRST_KEY, 0.0))
+        kind = RUN_KINDS.get(int(metrics.pop(FIRST_KEY, 0.0)), COLD)
+        finished = bool(metrics.pop(FINISHED_KEY, 0.0))
         trial = self.trials[trial_id]
         if not metrics:
             return trial
         if seconds is not None:
-            self._traced.add(graph_key(trial.hyperparameters.values))
             key = cost_key(trial.hyperparameters.values)
             known = bool(self.costs.later.get(key))
-            self.costs.add(key, seconds, first)
+            self.costs.add(key, seconds, kind)
             self.epochs_this_run += 1
             left = self.deadline.left()
-            if not first and not known and left is not None:
+            if kind == LATER and not known and left is not None:
                 f, e = self.costs.estimate(key)
                 self.log(f"budget: {fmt_seconds(left)} left, about {int(left // e)} epochs at {e:.1f} s/epoch "
                          f"({key}; a new trial's first epoch took {f:.0f} s with its build and tracing)")
@@ -334,8 +349,12 @@ class BudgetedOracleMixin:
         if self.early is None or name not in metrics:
             return reply
         others_coming = any(t.trial_id != trial_id for t in self.ongoing_trials.values())
+        # Asked with the arriving trial already waiting at its rung: when the
+        # endgame would continue it at once, it goes on now instead of
+        # pausing (a rebuild and a restore saved).
         decision, promote, stopped = self.early.report(
-            trial_id, int(step), float(metrics[name]), may_start_new=self.may_start_new() or others_coming)
+            trial_id, int(step), float(metrics[name]), may_start_new=lambda: others_coming or self.may_start_new(),
+            finished=finished)
         self._apply(promote, stopped)
         if decision != CONTINUE or promote or stopped:
             self.save()

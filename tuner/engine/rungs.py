@@ -24,6 +24,7 @@ Decisions, as the oracle answers a report:
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,13 +116,22 @@ class EarlyTermination:
     # ------------------------------------------------------------ reports
 
     def report(self, tid: str, epoch: int, value: float | None,
-               may_start_new: bool = True) -> tuple[str, list[str], list[str]]:
+               may_start_new: bool | Callable[[], bool] = True,
+               finished: bool = False) -> tuple[str, list[str], list[str]]:
         """One finished epoch of trial `tid` (1-based) with its val metric.
 
         Returns (decision for `tid`, trials to promote, trials stopped while
         paused). A report repeated after an interruption (same trial, same
-        rung) gets the decision already made, and changes nothing."""
+        rung) gets the decision already made, and changes nothing.
+        `may_start_new` may be a callable: it is then asked with `tid`
+        already waiting at its rung, so that an endgame that would continue
+        it at once lets it go on instead. `finished`: the trial's own
+        callback ended it here (EarlyStopping): it trains no further, so it
+        takes no place in a rung's group (promoted, it would train nothing
+        and waste the slot)."""
         self.curves.setdefault(tid, {})[int(epoch)] = value
+        if finished:
+            return CONTINUE, [], []
         if self.config.type == "median":
             return self._median(tid, epoch), [], []
         if epoch not in self.rung_epochs:
@@ -134,11 +144,14 @@ class EarlyTermination:
             return CONTINUE, [], []  # decided at this rung and then promoted past it
         best = self.best_so_far(tid, epoch)
         self.records.setdefault(rung, {})[tid] = best if best is not None else float("nan")
-        group = self.pending.setdefault(rung, []) + [tid]
-        if len(group) < self.config.eta and may_start_new:
+        waiting = self.pending.setdefault(rung, [])
+        group = waiting + [tid]
+        if len(group) < self.config.eta:
             self.pending[rung] = group
             self.decisions[tid] = {"state": "paused", "rung": rung, "epoch": epoch}
-            return PAUSE, [], []
+            if may_start_new() if callable(may_start_new) else may_start_new:
+                return PAUSE, [], []
+            self.pending[rung] = waiting  # _close decides it with the others
         return self._close(rung, group, tid)
 
     def _close(self, rung: int, group: list[str], arriving: str | None) -> tuple[str, list[str], list[str]]:

@@ -9,24 +9,44 @@ from typing import Any
 
 class Stopper:
     """A stop asked for by a deadline or a signal, honoured at the next epoch
-    end (after the checkpoint), so no finished work is lost."""
+    end (after the checkpoint), so no finished work is lost.
 
-    def __init__(self, max_time: float | None = None):
-        self.deadline = time.monotonic() + max_time if max_time else None
+    `started`: when the budget began (`tuner.engine.clock.process_start()`
+    for a command: its imports and data checks count); `budget.left()` is
+    the time left for training, the stop's own cost (`budget.tail`) taken
+    off, so that the command exits by `started + max_time`."""
+
+    def __init__(self, max_time: float | None = None, started: float | None = None):
+        from tuner.engine.budget import EXIT_SECONDS, Deadline
+
+        start = time.monotonic() if started is None else started
+        self.started = start
+        self.budget = Deadline(start + max_time if max_time else None, tail=EXIT_SECONDS)
         self.reason: str | None = None
         self._old: dict[int, Any] = {}
+
+    @property
+    def deadline(self) -> float | None:
+        return self.budget.at
+
+    def note_flush(self, seconds: float | None) -> None:
+        """The last checkpoint write took `seconds`: stopping waits for one."""
+        from tuner.engine.budget import EXIT_SECONDS
+
+        if seconds is not None:
+            self.budget.tail = EXIT_SECONDS + float(seconds)
 
     def requested(self, next_seconds: float | None = None) -> str | None:
         """The reason to stop, if any. `next_seconds`: what the next epoch
         is expected to take; when it would end past the deadline the stop
         comes now, so that --max-time is a ceiling (a notebook's "stop when
         the next epoch would overrun") and not a floor plus one epoch."""
-        if self.reason is None and self.deadline is not None:
-            now = time.monotonic()
-            if now >= self.deadline:
+        left = self.budget.left()
+        if self.reason is None and left is not None:
+            if left <= 0:
                 self.reason = "max-time reached"
-            elif next_seconds is not None and now + next_seconds > self.deadline:
-                self.reason = (f"max-time reached: {self.deadline - now:.0f}s left, "
+            elif next_seconds is not None and next_seconds > left:
+                self.reason = (f"max-time reached: {left:.0f}s left, "
                                f"less than an epoch (about {next_seconds:.0f}s)")
         return self.reason
 

@@ -22,6 +22,7 @@ from tuner.engine.errors import Fatal, LeaseLost, Stopped
 from tuner.engine.events import TrialEvents
 from tuner.engine.graphs import forget_trial_graphs, gradient_registry_keys
 from tuner.engine.heartbeat import Heartbeat
+from tuner.engine.ledger import TimeLedger
 from tuner.engine.warm import WarmModels, adopt, graph_key
 from tuner.errors import TunerError
 
@@ -39,6 +40,7 @@ class FlowerTunerMixin:
         self._idle_polls = 0
         self._decision: tuple[str | None, int] | None = None  # the oracle's word on the last trial run
         self._warm = WarmModels(self.KEEP_WARM)
+        self.ledger = TimeLedger()  # where this process's time went (tuner.engine.ledger)
         self.heartbeat = kwargs.pop("heartbeat", 60.0)
         with contextlib.redirect_stdout(io.StringIO()):
             # Keras Tuner's own tuner classes only build their oracle; ours
@@ -106,14 +108,17 @@ class FlowerTunerMixin:
         # at hand, that fresh state goes into the traced model (no tracing);
         # a continued trial's checkpoint then overwrites it, as it would a
         # fresh build's.
-        model = self._try_build(hp)
+        with self.ledger.timing("build"):
+            model = self._try_build(hp)
         with maybe_distribute(self.distribution_strategy):
-            warm = self._warm.take(key)
-            if warm is not None and adopt(warm, model):
-                model = warm
-            else:
-                warm = None
-            state = ckpt.restore(model, best_file=self._get_checkpoint_fname(trial.trial_id))
+            with self.ledger.timing("build"):
+                warm = self._warm.take(key)
+                if warm is not None and adopt(warm, model):
+                    model = warm
+                else:
+                    warm = None
+            with self.ledger.timing("restore"):
+                state = ckpt.restore(model, best_file=self._get_checkpoint_fname(trial.trial_id))
         if state and state.get("done"):
             # Trained to the end before an interruption kept Keras Tuner
             # from recording it: report what was measured, train nothing.
@@ -128,20 +133,20 @@ class FlowerTunerMixin:
         shown = {k: values[k] for k in self.hypermodel.space.varying if k in values}
         events = TrialEvents(ckpt.dir, trial.trial_id, shown)
         epoch_state = EpochState(self, trial, ckpt, state, epochs, beat, watched, started,
-                                 built=warm is None, events=events)
+                                 built=warm is None, events=events, ledger=self.ledger)
         epoch_state.write_events()  # what a kill after the last checkpoint kept from TensorBoard
+        stopped_early = bool(state and state.get("stop_training"))
         if state and epoch_state.rows:
             # The decision on the last saved epoch may have been lost with
             # the process (or made while it was away): ask again. The oracle
             # answers a repeated report with the decision it already made.
-            epoch_state.act(epoch_state.report(epoch_state.rows[-1]), initial)
+            epoch_state.act(epoch_state.report(epoch_state.rows[-1], finished=stopped_early), initial)
         parent = None if state else hp.values.get("tuner/trial_id")  # Hyperband promotion
         if epoch_state.decision is None:
             self.progress.trial_begin(trial.trial_id, self._trial_number(trial.trial_id), self.oracle.max_trials, shown, epochs,
                                       initial, parent=parent)
             if warm is not None:
                 self.progress.log("  (the graph traced for an earlier trial is reused: no tracing)")
-        stopped_early = bool(state and state.get("stop_training"))
         if initial < epochs and epoch_state.decision is None and not stopped_early:
             try:
                 self._fit(hp, model, values, [epoch_state], initial, epochs, watched)

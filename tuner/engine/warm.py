@@ -76,3 +76,6 @@ class WarmModels:
 
     def take(self, key: str):
         return self._models.pop(key, None)
+
+    def has(self, key: str) -> bool:
+        return key in self._models

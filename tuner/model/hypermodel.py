@@ -124,10 +124,13 @@ def resolve_weights(weights: str) -> str | None:
 
 
 def build_backbone(spec: backbones.Backbone, weights: str | None, size: int, asked: str = "") -> keras.Model:
-    """The application without its top, built with weights=None whatever the
-    weights (so a checkpoint reloads into the same layers with weights none),
-    then loaded with `weights`: Keras builds some applications differently
-    for "imagenet" (see `Backbone.imagenet_rescale`)."""
+    """The application without its top, built once, with weights=None
+    whatever the weights (so a checkpoint reloads into the same layers with
+    weights none, and Keras builds some applications differently for
+    "imagenet": see `Backbone.imagenet_rescale`), then loaded with
+    `weights`; ImageNet's file comes from Keras' cache (tuner.model.weights)."""
+    from tuner.model.weights import imagenet_file
+
     ctor = getattr(keras.applications, spec.constructor)
     shape = (size, size, 3)
     backbone = ctor(include_top=False, weights=None, input_shape=shape, pooling="avg")
@@ -135,9 +138,12 @@ def build_backbone(spec: backbones.Backbone, weights: str | None, size: int, ask
         return backbone
     try:
         if weights == "imagenet":
-            source = ctor(include_top=False, weights="imagenet", input_shape=shape, pooling="avg")
-            backbone.set_weights(source.get_weights())
-            del source
+            try:
+                backbone.load_weights(imagenet_file(spec, size))
+            except KeyError:  # a registered application with no known file: Keras' own build fetches it
+                source = ctor(include_top=False, weights="imagenet", input_shape=shape, pooling="avg")
+                backbone.set_weights(source.get_weights())
+                del source
         else:
             backbone.load_weights(weights)
     except Exception as e:  # download or file problems surface as many types
@@ -366,11 +372,17 @@ def _download_problem(error: Exception) -> str:
 
 
 def check_weights_available(space) -> None:
-    """Fail before the first trial, once, if ImageNet weights cannot be had."""
+    """Fail before the first trial, once, if ImageNet weights cannot be had:
+    each file is looked up in Keras' cache (and downloaded once when it is
+    not there), no model is built."""
+    from tuner.model.weights import imagenet_file
+
     w = space.params["weights"]
     values = w.values if w.kind == "choice" else [w.value]
     b = space.params["backbone"]
     names = b.values if b.kind == "choice" else [b.value]
+    s = space.params["image_size"]
+    sizes = s.values if s.kind == "choice" else [s.value] if s.kind == "fixed" else [s.max]
     for weights in values:
         if weights in ("none", None):
             continue
@@ -379,14 +391,14 @@ def check_weights_available(space) -> None:
             continue
         for name in names:
             spec = backbones.get(name)
-            size = max(spec.min_size, 32)
-            try:
-                getattr(keras.applications, spec.constructor)(
-                    include_top=False, weights="imagenet", input_shape=(size, size, 3))
-            except Exception as e:
-                raise TunerError(
-                    f"ImageNet weights for {name} could not be downloaded ({_download_problem(e)}); "
-                    "connect to the internet once, copy that file into ~/.keras/models, "
-                    "or run with --weights none or --weights PATH"
-                ) from None
-    keras.backend.clear_session()
+            for size in sorted({max(spec.min_size, int(x)) for x in sizes}):
+                try:
+                    imagenet_file(spec, size)
+                except KeyError:
+                    continue  # no known file: the first build fetches it, and says so if it cannot
+                except Exception as e:
+                    raise TunerError(
+                        f"ImageNet weights for {name} could not be downloaded ({_download_problem(e)}); "
+                        "connect to the internet once, copy that file into ~/.keras/models, "
+                        "or run with --weights none or --weights PATH"
+                    ) from None
