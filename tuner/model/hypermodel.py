@@ -191,7 +191,7 @@ class FlowerHyperModel(kt.HyperModel):
         return build_model(v, jit_compile=train.jit_compile, num_classes=self.num_classes(int(v["image_size"])),
                            precision=self.precision(v)[0],
                            steps_per_execution=steps_per_execution(train.steps_per_execution,
-                                                                   self.strategy_info.kind),
+                                                                   self.strategy_info.kind, self.steps_per_epoch(v)),
                            padded_eval=self.padded_eval)
 
     @property
@@ -215,6 +215,12 @@ class FlowerHyperModel(kt.HyperModel):
     def global_batch(self, v: dict[str, Any]) -> int:
         """Per-replica batch x replicas."""
         return int(v.get("batch_per_replica") or self.space.train.batch_per_replica) * self.strategy_info.replicas
+
+    def steps_per_epoch(self, v: dict[str, Any]) -> int:
+        """`train.steps_per_epoch`, else one pass over train at the trial's
+        batch (the build needs it too: steps_per_execution divides it)."""
+        steps = self.space.train.steps_per_epoch
+        return steps or max(1, self.data_factory(int(v["image_size"])).count("train") // self.global_batch(v))
 
     def datasets(self, hp, initial_epoch: int = 0):
         """(data, train, val) for one trial. The shuffle and augmentation seed
@@ -242,10 +248,9 @@ class FlowerHyperModel(kt.HyperModel):
         receives the trial's own callbacks, whose state a resume restores."""
         v = self.values(hp)
         train = self.space.train
-        batch = self.global_batch(v)
         epochs = int(epochs or v.get("epochs") or train.epochs)
-        data, train_ds, val_ds = self.datasets(hp, initial_epoch)
-        steps = train.steps_per_epoch or max(1, data.count("train") // batch)
+        _, train_ds, val_ds = self.datasets(hp, initial_epoch)
+        steps = self.steps_per_epoch(v)
         own = trial_callbacks(v)
         if watched is not None:
             watched.extend(own)
