@@ -260,11 +260,13 @@ class FlowerData:
             self._class_counts[split] = np.pad(seen, (0, self.num_classes - len(seen)))
         return self._class_counts[split]
 
-    def class_weights(self, split: str = "train"):
-        """sklearn's 'balanced' weights (n / (classes * count)); 0 for absent classes."""
+    def class_weights(self, split: str | tuple[str, ...] = "train"):
+        """sklearn's 'balanced' weights (n / (classes * count)) over the
+        split(s) trained on (a refit: train + val); 0 for absent classes."""
         import numpy as np
 
-        counts = self.class_counts(split).astype("float64")
+        splits = (split,) if isinstance(split, str) else split
+        counts = sum(self.class_counts(s).astype("float64") for s in splits)
         present = counts > 0
         w = np.zeros(len(counts))
         w[present] = counts.sum() / (present.sum() * counts[present])

@@ -111,9 +111,8 @@ class RefitEpoch(keras.callbacks.Callback):
 def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=None,
           strategy: str = "auto") -> str:
     """Train what is left of `plan` and return the path of its weights."""
-    from tuner.data.augment import build_augment
     from tuner.data.reader import FlowerData
-    from tuner.model.hypermodel import build_model, pipeline_seed, trial_callbacks
+    from tuner.model.hypermodel import build_model, pipeline_seed, train_dataset, trial_callbacks
     from tuner.model.precision import choose, this_device
     from tuner.model.strategy import detect, steps_per_execution
     from tuner.quiet import quiet_fit_warnings
@@ -144,8 +143,8 @@ def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=N
         state = ckpt.restore(model, best_file=plan.weights)
     initial = int(state["epoch"]) if state else 0
     rows = list((state or {}).get("rows", []))
-    ds = data.train_dataset(batch, augment=build_augment(values), cache=train.get("cache", "auto"),
-                            seed=pipeline_seed(seed, ["refit", plan.trial_id], initial), splits=("train", "val"))
+    ds = train_dataset(data, values, batch, train.get("cache", "auto"),
+                       pipeline_seed(seed, ["refit", plan.trial_id], initial), splits=("train", "val"))
     again = f", continuing after epoch {initial}" if initial else ""
     calls = f" ({model.steps_per_execution} per device call)" if model.steps_per_execution > 1 else ""
     log(f"refit of trial {plan.trial_id} on train + val ({data.count('train') + data.count('val')} images): "

@@ -227,18 +227,13 @@ class FlowerHyperModel(kt.HyperModel):
         depends on the trial and the epoch training starts at, so the epochs
         after a resume do not replay epoch 1's order and draws; val keeps
         only the batches that are scored, in RAM as `train.cache` allows."""
-        from tuner.data.augment import build_augment
-
         v = self.values(hp)
         train = self.space.train
         data = self.data_factory(int(v["image_size"]))
         batch = self.global_batch(v)
-        weights = data.class_weights() if v.get("class_weight") == "balanced" else None
         k = train.validation_steps
         cache_train, cache_val = data.cache_splits(train.cache, k * batch if k else None)
-        train_ds = data.train_dataset(batch, augment=build_augment(v), cache=cache_train,
-                                      seed=pipeline_seed(self.seed, hp.values, initial_epoch),
-                                      sample_weights=weights)
+        train_ds = train_dataset(data, v, batch, cache_train, pipeline_seed(self.seed, hp.values, initial_epoch))
         return data, train_ds, data.val_dataset(batch, cache=cache_val, steps=k, static=self.padded_eval)
 
     def fit(self, hp, model, *args, callbacks=None, initial_epoch: int = 0, epochs=None, watched=None, **kwargs):
@@ -265,6 +260,19 @@ class FlowerHyperModel(kt.HyperModel):
             callbacks=own + list(callbacks or []),
             verbose=0,
         )
+
+
+def train_dataset(data, v: dict[str, Any], batch: int, cache: bool | str, seed: int,
+                  splits: tuple[str, ...] = ("train",)):
+    """The training pipeline for one trial's values, for the search and the
+    refit alike (so a refit trains as the trial did): its augmentation and,
+    with `class_weight: balanced`, each image weighted by its class's
+    balanced weight over `splits`."""
+    from tuner.data.augment import build_augment
+
+    weights = data.class_weights(splits) if v.get("class_weight") == "balanced" else None
+    return data.train_dataset(batch, augment=build_augment(v), cache=cache, seed=seed, sample_weights=weights,
+                              splits=splits)
 
 
 def pipeline_seed(seed: int, trial: Any, initial_epoch: int) -> int:
