@@ -85,6 +85,34 @@ def test_auto_cache_keeps_val_only_when_it_fits_beside_train(flower_root, monkey
     assert data.cache_splits("auto", val_images=16) == (True, True)  # only what validation_steps reads
 
 
+def _machine(root: Path, files: dict[str, str]) -> str:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return str(root)
+
+
+MEMINFO = "MemTotal:       8000000 kB\nMemFree:         100000 kB\nMemAvailable:   4000000 kB\n"
+AVAILABLE = 4000000 * 1024  # the MemAvailable above, in bytes
+
+
+@pytest.mark.parametrize("cgroup, want", [
+    ({}, AVAILABLE),  # MemAvailable, not MemFree (the page cache is reclaimable)
+    ({"sys/fs/cgroup/memory.max": "max\n", "sys/fs/cgroup/memory.current": "123\n"}, AVAILABLE),  # v2, no limit
+    ({"sys/fs/cgroup/memory.max": "1000000000\n", "sys/fs/cgroup/memory.current": "400000000\n",
+      "sys/fs/cgroup/memory.stat": "anon 300000000\ninactive_file 100000000\n"}, 700000000),  # v2 limit lower
+    ({"sys/fs/cgroup/memory.max": str(2 * AVAILABLE), "sys/fs/cgroup/memory.current": "1000"},
+     AVAILABLE),  # v2 limit higher
+    ({"sys/fs/cgroup/memory/memory.limit_in_bytes": "2000000000\n",
+      "sys/fs/cgroup/memory/memory.usage_in_bytes": "500000000\n",
+      "sys/fs/cgroup/memory/memory.stat": "cache 1\ntotal_inactive_file 200000000\n"}, 1700000000),  # v1
+    ({"sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n",  # v1's "no limit"
+      "sys/fs/cgroup/memory/memory.usage_in_bytes": "500000000\n"}, AVAILABLE),
+])
+def test_free_memory_is_memavailable_or_the_cgroup_limit_whichever_is_lower(tmp_path, cgroup, want):
+    assert reader._available_bytes(_machine(tmp_path, {"proc/meminfo": MEMINFO, **cgroup})) == want
+
+
 @contextlib.contextmanager
 def deterministic_tf_data():
     """tf.data's debug mode: every stage in order, so equal seeds give equal

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_cli
-from tuner.engine.checkpoint import history_csv
+from tuner.engine.checkpoint import history_csv, read_history
 
 pytestmark = pytest.mark.xdist_group("finished")
 
@@ -132,3 +132,61 @@ def test_a_refit_on_data_without_val_labels_is_one_line(finished_project, flower
     assert r.returncode == 2 and "no val records in" in r.stderr and len(r.stderr.strip().splitlines()) == 1, \
         r.stdout + r.stderr
     assert not (tmp_path / "out" / "model.keras").exists()
+
+
+def _uneven_root(root: Path) -> Path:
+    """3 classes at 32 px, uneven: train 16/6/2, val 4/2/2 (32 images, 4 batches of 8)."""
+    import numpy as np
+
+    from conftest import make_images
+    from tuner.data import records
+
+    for split, counts in (("train", (16, 6, 2)), ("val", (4, 2, 2))):
+        labels = np.repeat(np.arange(3), counts)
+        jpegs = records.encode_jpeg(make_images(labels, 32, np.random.default_rng(len(labels))))
+        records.write_split(str(root), 32, split, [(j, f"{split}{k}", int(y)) for k, (j, y) in
+                                                   enumerate(zip(jpegs, labels))], num_files=1)
+    return root
+
+
+def test_a_balanced_trial_is_refitted_weighted(tmp_path):
+    """A refit trains as the search did: `class_weight: balanced` weights each
+    image by its class's balanced weight over train + val. At learning rate 0
+    with a frozen backbone the model stays as built, and one pass over the 32
+    images makes the epoch's loss the weighted mean of the per-image losses."""
+    import keras
+    import numpy as np
+
+    from tuner.data.reader import FlowerData
+    from tuner.engine.refit import RefitPlan, refit
+    from tuner.model.hypermodel import build_model
+
+    root = _uneven_root(tmp_path / "data")
+    source = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg")
+    for layer in source.layers:  # freshly built, its features vanish in inference mode: shift them off zero
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([gamma, beta + 0.1, mean, var])
+    backbone = tmp_path / "backbone.weights.h5"
+    source.save_weights(backbone)
+    values = {"backbone": "mobilenetv2", "weights": str(backbone), "fine_tune": "frozen", "image_size": 32,
+              "optimizer": "adam", "learning_rate": 0.0, "callback": "none", "class_weight": "balanced"}
+    meta = {"space": {"seed": 1, "train": {"batch_per_replica": 8, "jit_compile": False, "cache": False}}}
+    plan = RefitPlan("0", values, 1, (0.0,), str(tmp_path / "refit"))
+    lines: list[str] = []
+    weights = refit(plan, meta, str(root), log=lines.append, strategy="cpu")
+    assert "1 epochs of 4 steps" in lines[0], lines
+    rows = read_history(str(tmp_path / "refit"))
+    assert len(rows) == 1, rows
+
+    model = build_model(values, jit_compile=False, num_classes=3)
+    model.load_weights(weights)
+    data = FlowerData(str(root), 32, log=None)
+    images, labels = zip(*[(x.numpy(), int(y)) for x, y in data.decoded(("train", "val"))])
+    p = model.predict(np.stack(images).astype("float32"), verbose=0)
+    per_image = -np.log(p[np.arange(32), labels])
+    balanced = 32 / (3 * np.array([20, 8, 4]))  # n / (classes x count) over train + val
+    weighted, plain = float(np.mean(balanced[list(labels)] * per_image)), float(per_image.mean())
+    assert abs(weighted - plain) > 0.01  # the two readings are told apart
+    assert float(rows[0]["loss"]) == pytest.approx(weighted, rel=1e-4)
+    np.testing.assert_allclose(data.class_weights(("train", "val")), balanced, rtol=1e-6)

@@ -344,6 +344,24 @@ def test_tta_views_are_the_image_its_mirror_then_small_fixed_augmentations():
     np.testing.assert_allclose(mean(x), x.numpy().mean(axis=(1, 2)), rtol=1e-6)  # a mirror keeps the mean
 
 
+def test_tta_views_of_an_image_do_not_depend_on_its_batch():
+    """`predict --tta --batch 7` must show each image the views the export
+    judged at its own batch: the same images, split otherwise, same views."""
+    import tensorflow as tf
+
+    from tuner.results.tta import averaged, views
+
+    x = tf.constant(np.random.default_rng(1).uniform(0, 255, (6, 16, 16, 3)), tf.float32)
+    values = {"rotation": 20.0, "zoom": 0.2, "brightness": 0.2}
+    for v in views(5, values)[2:]:
+        whole = v(x).numpy()
+        assert not np.allclose(whole, x.numpy())
+        np.testing.assert_allclose(np.concatenate([v(x[:4]), v(x[4:])]), whole, atol=1e-4)
+        np.testing.assert_allclose(v(x[::-1]).numpy()[::-1], whole, atol=1e-4)  # nor on its position
+    mean = averaged(lambda b: np.asarray(b).mean(axis=(1, 2)), 5, values)
+    np.testing.assert_allclose(np.concatenate([mean(x[:1]), mean(x[1:])]), mean(x), rtol=1e-5)
+
+
 def test_export_with_tta_records_its_decision_on_both_halves(finished, tmp_path):
     out = tmp_path / "tta"
     r = run_cli("best", "--project", str(finished), "--export", str(out), "--tta", "2")

@@ -3,6 +3,7 @@ bookkeeping: no TensorFlow, no Keras Tuner)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from tuner.engine.rungs import CONTINUE, PAUSE, STOP, EarlyTerminate, EarlyTermination, describe_decision
@@ -89,6 +90,33 @@ def test_median_rule_stops_below_the_median_of_eta_others_at_the_same_epoch():
     assert describe_decision(et.decisions["3"]) == "stopped at epoch 2 (below the median)"
     et.report("4", 2, 0.65)
     assert et.state_of("4") == "running"
+
+
+def test_a_nan_score_ranks_last_wherever_it_arrives():
+    nan = float("nan")
+    for goal, scores, want in (("max", {"a": nan, "b": 0.5, "c": 0.3}, ["b", "c", "a"]),
+                               ("min", {"a": nan, "b": 0.3, "c": 0.5}, ["b", "c", "a"])):
+        for arrival in itertools.permutations(scores):
+            et = EarlyTermination(EarlyTerminate("hyperband", 2, 3), 20, goal)
+            for tid in arrival:
+                et.report(tid, 2, scores[tid])
+            assert et._ranked(0, list(arrival)) == want, (goal, arrival)
+            assert [et.state_of(t) for t in want] == ["promoted", "stopped", "stopped"], (goal, arrival)
+    et = hb()
+    et.report("0", 1, 0.4)
+    et.report("0", 2, nan)  # a NaN epoch after a real one: the real one counts
+    et.report("1", 2, 0.3)
+    assert et.report("2", 2, nan) == (STOP, ["0"], ["1"])
+
+
+def test_the_median_rule_neither_keeps_nor_counts_a_nan_trial():
+    nan = float("nan")
+    et = EarlyTermination(EarlyTerminate("median", 2, 3), epochs=10)
+    for tid, v in (("0", 0.5), ("1", nan), ("2", 0.6), ("3", 0.7)):
+        et.report(tid, 2, v)
+    assert et.report("4", 2, nan)[0] == STOP
+    assert et.report("5", 2, 0.59)[0] == STOP  # the median of 0.5, 0.6, 0.7: the NaNs are no trial's score
+    assert et.report("6", 2, 0.61)[0] == CONTINUE
 
 
 def test_state_round_trips_through_json():

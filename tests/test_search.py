@@ -121,6 +121,8 @@ def wait_for_report(project: Path, trial: str, step: int, timeout: float = 60) -
 def test_sigterm_stops_at_epoch_end_and_resumes(flower_root, tmp_path):
     # In mixed_bfloat16: a half-precision trial and its resume on this CPU (issue 12) for the price of one test.
     space = tiny_space(tmp_path, epochs=3, steps=4, extra="  precision: {value: mixed_bfloat16}\n")
+    # and steps_per_execution 3, which 4 steps per epoch bring down to 2 (said, and kept in the checkpoint)
+    space.write_text(space.read_text().replace("jit_compile: false}", "jit_compile: false, steps_per_execution: 3}"))
     project = tmp_path / "proj"
     args = ("--space", str(space), "--data", str(flower_root), "--project", str(project), "--max-trials", "1")
     proc = start_search(*args)
@@ -138,6 +140,7 @@ def test_sigterm_stops_at_epoch_end_and_resumes(flower_root, tmp_path):
     # it finished the epoch it was in, and saved it
     pointer = json.loads((project / "trial_0" / "resume.json").read_text())
     assert pointer["epoch"] == 2 and pointer["precision"] == "mixed_bfloat16"
+    assert pointer["steps_per_execution"] == 2 and "steps_per_execution: 2 (asked 3; 2 is the largest divisor" in out
     assert history_epochs(project / "trial_0") == [1, 2]
     assert event_steps(project / "trial_0") == [1, 2]  # TensorBoard has what the checkpoint has
     r = run_cli("search", "--plain", *args)

@@ -71,3 +71,40 @@ def test_a_bad_steps_per_execution_is_one_line(value, says):
     assert says in str(e.value) and "expected auto or an int >= 1" in str(e.value) and "\n" not in str(e.value)
     assert parse_space(text.replace("jit_compile: false}", "jit_compile: false, steps_per_execution: 8}")
                        ).train.steps_per_execution == 8
+
+
+def test_every_epoch_trains_exactly_its_steps_whatever_steps_per_execution(flower_root, tmp_path):
+    """Keras 3 runs `range(0, steps_per_epoch, N)` calls of N steps each: 3
+    steps per call over a 4-step epoch would train 6. The tuner takes the
+    largest divisor of the epoch's steps not above the asked value."""
+    import keras
+    import keras_tuner as kt
+    import tensorflow as tf
+
+    from conftest import tiny_space
+    from tuner.data.reader import FlowerData
+    from tuner.model.hypermodel import FlowerHyperModel
+    from tuner.model.strategy import StrategyInfo, steps_per_execution
+    from tuner.search import _steps_line
+    from tuner.spaces import load_space
+
+    assert steps_per_execution("auto", "tpu", 10) == 10  # the default space: 10 steps per epoch
+    assert steps_per_execution("auto", "tpu", 99) == 11  # kaggle-tpu: 12,753 images / 128
+    assert steps_per_execution("auto", "tpu", 128) == steps_per_execution("auto", "tpu") == 32
+    assert steps_per_execution(4, "cpu", 13) == 1 and steps_per_execution(4, "cpu", 2) == 2
+    assert steps_per_execution("auto", "cpu", 7) == 1
+
+    path = tiny_space(tmp_path, epochs=1, steps=4)
+    path.write_text(path.read_text().replace("jit_compile: false}", "jit_compile: false, steps_per_execution: 3}"))
+    space = load_space(path)
+    data = FlowerData(str(flower_root), 32, log=None)
+    hm = FlowerHyperModel(space, lambda size: data, StrategyInfo(tf.distribute.get_strategy(), "cpu", 1, ()), seed=3)
+    hp = kt.HyperParameters()
+    hm.declare_hyperparameters(hp)
+    keras.utils.set_random_seed(3)
+    model = hm.build(hp)
+    hm.fit(hp, model)
+    assert int(model.optimizer.iterations) == 4
+    assert model.steps_per_execution == 2
+    assert _steps_line(space, hm) == ("steps_per_execution: 2 (asked 3; 2 is the largest divisor of the 4 steps "
+                                      "per epoch not above it, so that every epoch trains exactly 4 steps)")

@@ -207,6 +207,24 @@ def _precision_line(space, hypermodel) -> str:
     return "precision: by trial (" + ", ".join(f"{a} -> {c[0]}" for a, c in zip(asked, chosen)) + ")"
 
 
+def _steps_line(space, hypermodel) -> str | None:
+    """The steps per device call the trials get, when more than one is
+    asked for (the search's second line, after the precision)."""
+    from tuner.model.strategy import steps_per_execution, steps_per_execution_why
+
+    asked, kind = space.train.steps_per_execution, hypermodel.strategy_info.kind
+    if steps_per_execution(asked, kind) == 1:
+        return None
+    param = space.params.get("batch_per_replica")
+    batches = [None] if space.train.steps_per_epoch or param is None or not param.varying else param.possible()
+    sizes = space.params["image_size"].possible()
+    steps = sorted({hypermodel.steps_per_epoch({"image_size": sizes[0], "batch_per_replica": b}) for b in batches})
+    if len(steps) == 1:
+        return f"steps_per_execution: {steps_per_execution_why(asked, kind, steps[0])}"
+    return ("steps_per_execution: by trial (the largest divisor of its steps per epoch not above "
+            f"{steps_per_execution(asked, kind)}, so that every epoch trains exactly its steps)")
+
+
 def _parse_address(text: str, flag: str) -> tuple[str, str]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -298,6 +316,7 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
     hypermodel = FlowerHyperModel(space, data_factory, info, seed=space.seed)
     # A precision this machine cannot run ends the search here, before any trial.
     precision = None if chief else _precision_line(space, hypermodel)
+    steps_line = None if chief else _steps_line(space, hypermodel)
 
     if opts.role != "worker" and proj.read_meta(project) is None:
         proj.write_meta(project, {"space": space.to_dict(), "space_text": space.text, "data": root,
@@ -347,6 +366,8 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
             progress.log(plan)
     if precision:
         progress.log(precision)
+    if steps_line:
+        progress.log(steps_line)
     if opts.role != "worker":
         from tuner.engine import events
 

@@ -55,11 +55,57 @@ def choose_source_size(root: str, image_size: int) -> int:
     return min(larger) if larger else max(sizes)
 
 
-def _available_bytes() -> int:
+def _read(path: str) -> str | None:
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 0
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _stat(text: str | None, key: str) -> int:
+    """One `key value` line of a cgroup memory.stat (0 when absent)."""
+    for line in (text or "").splitlines():
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _cgroup_free(root: str) -> int | None:
+    """Bytes left under this container's memory limit (cgroup v2, else v1),
+    or None without a limit. The inactive file cache counts as free, as the
+    kernel reclaims it before it would kill the process."""
+    for limit, usage, stat, inactive in (
+            ("sys/fs/cgroup/memory.max", "sys/fs/cgroup/memory.current", "sys/fs/cgroup/memory.stat",
+             "inactive_file"),
+            ("sys/fs/cgroup/memory/memory.limit_in_bytes", "sys/fs/cgroup/memory/memory.usage_in_bytes",
+             "sys/fs/cgroup/memory/memory.stat", "total_inactive_file")):
+        cap, used = _read(os.path.join(root, limit)), _read(os.path.join(root, usage))
+        if cap is None or used is None or not used.strip().isdigit():
+            continue
+        if not cap.strip().isdigit():  # "max": no limit
+            return None
+        reclaimable = _stat(_read(os.path.join(root, stat)), inactive)
+        return max(0, int(cap) - max(0, int(used) - reclaimable))
+    return None
+
+
+def _available_bytes(root: str = "/") -> int:
+    """Memory this process can still take: the kernel's MemAvailable (free
+    plus reclaimable cache; the free pages alone undercount it) or, in a
+    container, what is left under its cgroup limit, whichever is lower.
+    `root` is where /proc and /sys are found."""
+    meminfo = _read(os.path.join(root, "proc/meminfo")) or ""
+    m = re.search(r"^MemAvailable:\s+(\d+) kB", meminfo, re.M)
+    host = int(m.group(1)) * 1024 if m else None
+    if host is None:
+        try:
+            host = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+            host = 0
+    cgroup = _cgroup_free(root)
+    return host if cgroup is None else min(host, cgroup)
 
 
 #: Name scope of the ops that parse and decode a record: an error raised at
@@ -260,11 +306,13 @@ class FlowerData:
             self._class_counts[split] = np.pad(seen, (0, self.num_classes - len(seen)))
         return self._class_counts[split]
 
-    def class_weights(self, split: str = "train"):
-        """sklearn's 'balanced' weights (n / (classes * count)); 0 for absent classes."""
+    def class_weights(self, split: str | tuple[str, ...] = "train"):
+        """sklearn's 'balanced' weights (n / (classes * count)) over the
+        split(s) trained on (a refit: train + val); 0 for absent classes."""
         import numpy as np
 
-        counts = self.class_counts(split).astype("float64")
+        splits = (split,) if isinstance(split, str) else split
+        counts = sum(self.class_counts(s).astype("float64") for s in splits)
         present = counts > 0
         w = np.zeros(len(counts))
         w[present] = counts.sum() / (present.sum() * counts[present])

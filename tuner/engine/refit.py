@@ -111,9 +111,8 @@ class RefitEpoch(keras.callbacks.Callback):
 def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=None,
           strategy: str = "auto") -> str:
     """Train what is left of `plan` and return the path of its weights."""
-    from tuner.data.augment import build_augment
     from tuner.data.reader import FlowerData
-    from tuner.model.hypermodel import build_model, pipeline_seed, trial_callbacks
+    from tuner.model.hypermodel import build_model, pipeline_seed, train_dataset, trial_callbacks
     from tuner.model.precision import choose, this_device
     from tuner.model.strategy import detect, steps_per_execution
     from tuner.quiet import quiet_fit_warnings
@@ -134,21 +133,22 @@ def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=N
     keras.utils.set_random_seed((seed + int(plan.trial_id)) % (2**31))
     scope = info.strategy.scope() if info.replicas > 1 or info.kind == "tpu" else contextlib.nullcontext()
     policy, _ = choose(values.get("precision") or train.get("precision", "auto"), this_device(info.kind))
+    batch = info.global_batch(int(values.get("batch_per_replica") or train.get("batch_per_replica") or 16))
+    steps = int(train.get("steps_per_epoch") or max(1, (data.count("train") + data.count("val")) // batch))
     with scope:
         model = build_model(values, jit_compile=train.get("jit_compile", "auto"), num_classes=data.num_classes,
                             precision=policy,
                             steps_per_execution=steps_per_execution(train.get("steps_per_execution", "auto"),
-                                                                    info.kind))
+                                                                    info.kind, steps))
         state = ckpt.restore(model, best_file=plan.weights)
     initial = int(state["epoch"]) if state else 0
     rows = list((state or {}).get("rows", []))
-    batch = info.global_batch(int(values.get("batch_per_replica") or train.get("batch_per_replica") or 16))
-    steps = int(train.get("steps_per_epoch") or max(1, (data.count("train") + data.count("val")) // batch))
-    ds = data.train_dataset(batch, augment=build_augment(values), cache=train.get("cache", "auto"),
-                            seed=pipeline_seed(seed, ["refit", plan.trial_id], initial), splits=("train", "val"))
+    ds = train_dataset(data, values, batch, train.get("cache", "auto"),
+                       pipeline_seed(seed, ["refit", plan.trial_id], initial), splits=("train", "val"))
     again = f", continuing after epoch {initial}" if initial else ""
+    calls = f" ({model.steps_per_execution} per device call)" if model.steps_per_execution > 1 else ""
     log(f"refit of trial {plan.trial_id} on train + val ({data.count('train') + data.count('val')} images): "
-        f"{plan.epochs} epochs of {steps} steps{again}")
+        f"{plan.epochs} epochs of {steps} steps{calls}{again}")
     lr = [ReplayLearningRate(plan.start_lrs)] if plan.start_lrs else trial_callbacks(values)
     if initial < plan.epochs:
         if stopper:

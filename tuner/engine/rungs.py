@@ -23,6 +23,7 @@ Decisions, as the oracle answers a report:
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,6 +70,10 @@ class EarlyTerminate:
                 "a trial below their median stops")
 
 
+def _number(v: float | None) -> bool:
+    return v is not None and not math.isnan(v)
+
+
 class EarlyTermination:
     """Rung records and decisions for every trial of a search.
 
@@ -95,17 +100,26 @@ class EarlyTermination:
         return a > b if self.goal == "max" else a < b
 
     def best_so_far(self, tid: str, epoch: int) -> float | None:
-        vals = [v for e, v in self.curves.get(tid, {}).items() if e <= epoch and v is not None]
+        """Its best value up to `epoch`; NaN epochs count as none (None if
+        all are), so the median rule neither counts nor keeps a NaN trial."""
+        vals = [v for e, v in self.curves.get(tid, {}).items() if e <= epoch and _number(v)]
         if not vals:
             return None
         return max(vals) if self.goal == "max" else min(vals)
 
     def _ranked(self, rung: int, tids: list[str]) -> list[str]:
-        """Best first; ties go to the trial that reached the rung first."""
+        """Best first; ties go to the trial that reached the rung first; a
+        NaN record (no value) ranks last: NaN compares false both ways, so
+        sorting on it would put it anywhere."""
         rec = self.records.get(rung, {})
         order = list(rec)
         sign = -1.0 if self.goal == "max" else 1.0
-        return sorted(tids, key=lambda t: (sign * rec.get(t, float("nan")), order.index(t)))
+
+        def key(t: str) -> tuple[bool, float, int]:
+            v = rec.get(t)
+            return (not _number(v), sign * v if _number(v) else 0.0, order.index(t))
+
+        return sorted(tids, key=key)
 
     def state_of(self, tid: str) -> str:
         return self.decisions.get(tid, {}).get("state", "running")

@@ -197,7 +197,7 @@ class FlowerHyperModel(kt.HyperModel):
         return build_model(v, jit_compile=train.jit_compile, num_classes=self.num_classes(int(v["image_size"])),
                            precision=self.precision(v)[0],
                            steps_per_execution=steps_per_execution(train.steps_per_execution,
-                                                                   self.strategy_info.kind),
+                                                                   self.strategy_info.kind, self.steps_per_epoch(v)),
                            padded_eval=self.padded_eval)
 
     @property
@@ -222,23 +222,24 @@ class FlowerHyperModel(kt.HyperModel):
         """Per-replica batch x replicas."""
         return int(v.get("batch_per_replica") or self.space.train.batch_per_replica) * self.strategy_info.replicas
 
+    def steps_per_epoch(self, v: dict[str, Any]) -> int:
+        """`train.steps_per_epoch`, else one pass over train at the trial's
+        batch (the build needs it too: steps_per_execution divides it)."""
+        steps = self.space.train.steps_per_epoch
+        return steps or max(1, self.data_factory(int(v["image_size"])).count("train") // self.global_batch(v))
+
     def datasets(self, hp, initial_epoch: int = 0):
         """(data, train, val) for one trial. The shuffle and augmentation seed
         depends on the trial and the epoch training starts at, so the epochs
         after a resume do not replay epoch 1's order and draws; val keeps
         only the batches that are scored, in RAM as `train.cache` allows."""
-        from tuner.data.augment import build_augment
-
         v = self.values(hp)
         train = self.space.train
         data = self.data_factory(int(v["image_size"]))
         batch = self.global_batch(v)
-        weights = data.class_weights() if v.get("class_weight") == "balanced" else None
         k = train.validation_steps
         cache_train, cache_val = data.cache_splits(train.cache, k * batch if k else None)
-        train_ds = data.train_dataset(batch, augment=build_augment(v), cache=cache_train,
-                                      seed=pipeline_seed(self.seed, hp.values, initial_epoch),
-                                      sample_weights=weights)
+        train_ds = train_dataset(data, v, batch, cache_train, pipeline_seed(self.seed, hp.values, initial_epoch))
         return data, train_ds, data.val_dataset(batch, cache=cache_val, steps=k, static=self.padded_eval)
 
     def fit(self, hp, model, *args, callbacks=None, initial_epoch: int = 0, epochs=None, watched=None, **kwargs):
@@ -248,10 +249,9 @@ class FlowerHyperModel(kt.HyperModel):
         receives the trial's own callbacks, whose state a resume restores."""
         v = self.values(hp)
         train = self.space.train
-        batch = self.global_batch(v)
         epochs = int(epochs or v.get("epochs") or train.epochs)
-        data, train_ds, val_ds = self.datasets(hp, initial_epoch)
-        steps = train.steps_per_epoch or max(1, data.count("train") // batch)
+        _, train_ds, val_ds = self.datasets(hp, initial_epoch)
+        steps = self.steps_per_epoch(v)
         own = trial_callbacks(v)
         if watched is not None:
             watched.extend(own)
@@ -266,6 +266,19 @@ class FlowerHyperModel(kt.HyperModel):
             callbacks=own + list(callbacks or []),
             verbose=0,
         )
+
+
+def train_dataset(data, v: dict[str, Any], batch: int, cache: bool | str, seed: int,
+                  splits: tuple[str, ...] = ("train",)):
+    """The training pipeline for one trial's values, for the search and the
+    refit alike (so a refit trains as the trial did): its augmentation and,
+    with `class_weight: balanced`, each image weighted by its class's
+    balanced weight over `splits`."""
+    from tuner.data.augment import build_augment
+
+    weights = data.class_weights(splits) if v.get("class_weight") == "balanced" else None
+    return data.train_dataset(batch, augment=build_augment(v), cache=cache, seed=seed, sample_weights=weights,
+                              splits=splits)
 
 
 def pipeline_seed(seed: int, trial: Any, initial_epoch: int) -> int:

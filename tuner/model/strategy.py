@@ -85,13 +85,31 @@ def split_cpu(n: int) -> None:
 TPU_STEPS_PER_EXECUTION = 32
 
 
-def steps_per_execution(asked: str | int, kind: str) -> int:
+def steps_per_execution(asked: str | int, kind: str, steps_per_epoch: int | None = None) -> int:
     """Steps per call into the device: a TPU pays a host round trip per call,
     so "auto" gives it many; elsewhere one (Keras' default). Callbacks still
-    run at every epoch end, which is all the tuner's own need."""
-    if asked == "auto":
-        return TPU_STEPS_PER_EXECUTION if kind == "tpu" else 1
-    return int(asked)
+    run at every epoch end, which is all the tuner's own need.
+
+    Keras 3 runs an epoch as one call per `range(0, steps_per_epoch, N)` and
+    each call takes N batches from the repeating dataset, so an N that does
+    not divide the epoch's steps trains more of them (10 asked, 32 trained
+    with N 32). With `steps_per_epoch`, N is the largest divisor of it not
+    above the asked value: every epoch trains exactly its steps."""
+    wanted = (TPU_STEPS_PER_EXECUTION if kind == "tpu" else 1) if asked == "auto" else int(asked)
+    if not steps_per_epoch or steps_per_epoch % wanted == 0:
+        return wanted
+    return max(d for d in range(1, min(wanted, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+
+
+def steps_per_execution_why(asked: str | int, kind: str, steps_per_epoch: int) -> str:
+    """The value `steps_per_execution` gives and why, for the search's log."""
+    chosen = steps_per_execution(asked, kind, steps_per_epoch)
+    wanted = steps_per_execution(asked, kind)
+    source = f"auto: {wanted} on a {kind}" if asked == "auto" else f"asked {wanted}"
+    if chosen == wanted:
+        return f"{chosen} ({source})"
+    return (f"{chosen} ({source}; {chosen} is the largest divisor of the {steps_per_epoch} steps per epoch "
+            f"not above it, so that every epoch trains exactly {steps_per_epoch} steps)")
 
 
 def detect(kind: str = "auto", cpu_replicas: int | None = None) -> StrategyInfo:

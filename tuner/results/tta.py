@@ -3,9 +3,11 @@ views of each image.
 
 View 1 is the image, view 2 its left-right mirror, views 3 and on small
 versions (half the magnitude) of the geometric and colour augmentations the
-trial trained with, each with its own fixed seed and every other one
-mirrored; a trial that trained with none of them gets a small zoom and shift.
-Fixed seeds make the views, and so the predictions, the same on every run.
+trial trained with, every other one mirrored; a trial that trained with none
+of them gets a small zoom and shift. Each image's draws are seeded by the view
+and the image's own pixels, not by its batch: an image gets the same views on
+every run, at any `--batch` and in any position, so `predict --tta` sees the
+views the export judged.
 """
 
 from __future__ import annotations
@@ -51,12 +53,26 @@ def views(n: int, values: dict[str, Any] | None = None) -> list[Callable]:
     if n > 2:
         augment = build_augment(small_augmentations(values))
         for k in range(2, n):
-            seed = tf.constant([k, 7919], tf.int64)
-            if k % 2:
-                out.append(lambda x, s=seed: mirror(augment(x, s)))
-            else:
-                out.append(lambda x, s=seed: augment(x, s))
+            view = per_image(augment, k)
+            out.append((lambda x, v=view: mirror(v(x))) if k % 2 else view)
     return out
+
+
+def per_image(augment: Callable, k: int) -> Callable:
+    """`augment` applied image by image, each seeded by (k, a fingerprint of
+    its pixels): `augment` draws per position in the batch from one seed,
+    which would give an image other views in another batch."""
+    import tensorflow as tf
+
+    def one(image):
+        fp = tf.bitcast(tf.fingerprint(tf.reshape(image, [1, -1])), tf.int64)  # shape [1]
+        return augment(image[None], tf.concat([tf.constant([k], tf.int64), fp], 0))[0]
+
+    @tf.function(reduce_retracing=True)
+    def view(x):
+        return tf.map_fn(one, x, fn_output_signature=x.dtype)
+
+    return lambda x: view(tf.convert_to_tensor(x, tf.float32))
 
 
 def averaged(predict: Callable, n: int, values: dict[str, Any] | None = None) -> Callable:
