@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tuner.data import demo, records
+from tuner import demo
+from tuner.data import records
 from tuner.errors import TunerError
 from tuner.data.classes import NUM_CLASSES, TRAIN_CLASS_COUNTS
 
