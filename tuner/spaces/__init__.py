@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from tuner.spaces.compare import LABEL_KEYS, diff, fingerprint
+from tuner.spaces.defaults import FROM_TRAIN, default_value, train_settings, with_defaults
 from tuner.spaces.files import SHIPPED_DIR, list_spaces, load_space, parse_space, resolve
 from tuner.spaces.space import HyperbandConfig, Param, Space, TrainConfig
 from tuner.spaces.table import (
@@ -50,11 +51,11 @@ from tuner.spaces.table import (
 )
 
 __all__ = [
-    "CACHE_VALUES", "DIMENSIONS", "DISTRIBUTIONS", "EARLY_KEYS", "GOALS", "HYPERBAND_KEYS",
+    "CACHE_VALUES", "DIMENSIONS", "DISTRIBUTIONS", "EARLY_KEYS", "FROM_TRAIN", "GOALS", "HYPERBAND_KEYS",
     "LABEL_KEYS", "METHODS", "METRIC_KEYS", "METRICS", "PRECISIONS", "SHIPPED_DIR", "SPEC_KEYS",
     "TOP_KEYS", "TRAIN_KEYS", "WEIGHT_SUFFIXES", "Dimension", "HyperbandConfig", "Param", "Space",
-    "TrainConfig", "diff", "dimensions", "fingerprint", "list_spaces", "load_space", "parse_space",
-    "resolve",
+    "TrainConfig", "default_value", "diff", "dimensions", "fingerprint", "list_spaces", "load_space",
+    "parse_space", "resolve", "train_settings", "with_defaults",
 ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from tuner.errors import SpaceError
 from tuner.spaces.compare import _fmt
+from tuner.spaces.defaults import default_value, train_settings
 from tuner.spaces.space import HyperbandConfig, Param, Space, TrainConfig
 from tuner.spaces.table import (
     CACHE_VALUES,
@@ -162,25 +163,27 @@ class _Validator:
 
         tr = self.mapping(doc.get("train"), "train")
         self.keys(tr, TRAIN_KEYS, "train.")
+        tr = train_settings(tr)  # what the file leaves out at TrainConfig's defaults
+
         def tristate(key: str) -> str | bool:
-            value = tr.get(key, "auto")
+            value = tr[key]
             if isinstance(value, bool):
                 return value
             self.choice(value, f"train.{key}", CACHE_VALUES)
             return {"auto": "auto", "true": True, "false": False}[value]
 
         train = TrainConfig(
-            epochs=self.int_(tr.get("epochs", 10), "train.epochs", 1),
-            steps_per_epoch=self.int_(tr.get("steps_per_epoch"),
+            epochs=self.int_(tr["epochs"], "train.epochs", 1),
+            steps_per_epoch=self.int_(tr["steps_per_epoch"],
                                       "train.steps_per_epoch", 1, null=True),
-            batch_per_replica=self.int_(tr.get("batch_per_replica", 16),
+            batch_per_replica=self.int_(tr["batch_per_replica"],
                                         "train.batch_per_replica", 1),
-            validation_steps=self.int_(tr.get("validation_steps"),
+            validation_steps=self.int_(tr["validation_steps"],
                                        "train.validation_steps", 1, null=True),
             cache=tristate("cache"),
             jit_compile=tristate("jit_compile"),
-            precision=self.choice(tr.get("precision", "auto"), "train.precision", PRECISIONS),
-            steps_per_execution=self.auto_or_int(tr.get("steps_per_execution", "auto"),
+            precision=self.choice(tr["precision"], "train.precision", PRECISIONS),
+            steps_per_execution=self.auto_or_int(tr["steps_per_execution"],
                                                  "train.steps_per_execution", 1),
         )
         if train.batch_per_replica > 1024:
@@ -189,9 +192,10 @@ class _Validator:
 
         hb = self.mapping(doc.get("hyperband"), "hyperband")
         self.keys(hb, HYPERBAND_KEYS, "hyperband.")
+        hb = {**HyperbandConfig().to_dict(), **hb}
         hyperband = HyperbandConfig(
-            factor=self.int_(hb.get("factor", 3), "hyperband.factor", 2),
-            iterations=self.int_(hb.get("iterations", 1), "hyperband.iterations", 1),
+            factor=self.int_(hb["factor"], "hyperband.factor", 2),
+            iterations=self.int_(hb["iterations"], "hyperband.iterations", 1),
         )
 
         early = self.early_terminate(doc.get("early_terminate"))
@@ -236,14 +240,7 @@ class _Validator:
             if name in raw:
                 out[name] = self.param(dim, raw[name], f"parameters.{name}")
                 continue
-            default = dim.default
-            if name == "epochs":
-                default = train.epochs
-            elif name == "batch_per_replica":
-                default = train.batch_per_replica
-            elif name == "precision":
-                default = train.precision
-            out[name] = Param(name, "fixed", value=default)
+            out[name] = Param(name, "fixed", value=default_value(dim, train))
         return out
 
     def value(self, dim: Dimension, v: Any, key: str) -> Any:
