@@ -370,6 +370,12 @@ def _check_consistency(space: Space, where: str) -> None:
             raise SpaceError(f"{where}: early_terminate: cannot be combined with method hyperband "
                              "(Keras Tuner's Hyperband stops trials itself); use method random or bayes, "
                              "or remove early_terminate")
+        if p["epochs"].varying:
+            # rungs come from train.epochs: trials drawing fewer epochs would
+            # leave rung groups that never fill
+            raise SpaceError(f"{where}: parameters.epochs: cannot be searched with early_terminate (its rungs "
+                             "come from train.epochs); fix it with {value: N} or leave it out and set "
+                             "train.epochs, or remove early_terminate")
         most = max(int(e) for e in p["epochs"].possible()) if "epochs" in p else space.train.epochs
         if et.min_iter > most:
             raise SpaceError(f"{where}: early_terminate.min_iter: {et.min_iter} is above the "
