@@ -113,7 +113,7 @@ def demo_data(data: str | None, tmp: str, sizes, scale: float, seed: int = 0) ->
     """--data ROOT as given, else procedural demo data generated under tmp."""
     if data:
         return data
-    from tuner.data.demo import generate
+    from tuner.demo import generate
 
     root = os.path.join(tmp, "demo")
     t0 = time.perf_counter()

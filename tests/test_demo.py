@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tuner.data import demo, records
+from tuner import demo
+from tuner.data import records
 from tuner.errors import TunerError
 from tuner.data.classes import NUM_CLASSES, TRAIN_CLASS_COUNTS
 
@@ -198,7 +199,7 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
             raise Interrupted
         return real(*a, **k)
 
-    monkeypatch.setattr(demo, "render", failing)
+    monkeypatch.setattr("tuner.demo.writer.render", failing)  # where generate looks it up
     out = tmp_path / "half"
     with pytest.raises(Interrupted):
         demo.generate(str(out), sizes=(SIZE,), scale=SCALE)
@@ -208,7 +209,7 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     # What a killed run leaves (no pid can be this large) is not complete, and
     # the next run clears it away.
     (tmp_path / "half.tmp-999999999" / records.size_dir(SIZE)).mkdir(parents=True)
-    monkeypatch.setattr(demo, "render", real)
+    monkeypatch.setattr("tuner.demo.writer.render", real)
     calls["n"] = 0
     demo.generate(str(out), sizes=(SIZE,), scale=0.005, num_files=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["half"]

@@ -355,6 +355,28 @@ def test_early_terminate_with_keras_tuners_hyperband_is_refused_by_the_cli(tmp_p
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+@pytest.mark.parametrize("epochs", ["{values: [1, 3]}", "{min: 1, max: 3}"])
+def test_a_searched_epochs_with_early_terminate_is_refused_in_one_line(tmp_path, epochs):
+    """Rungs come from train.epochs: trials drawing fewer epochs would leave
+    rung groups that never fill, so the validator refuses the combination."""
+    from tuner.errors import SpaceError
+    from tuner.spaces import load_space, parse_space
+
+    text = ET_SPACE.format(seed=1) + f"  epochs: {epochs}\n"
+    path = write_space(tmp_path / "epochs.yaml", text)
+    with pytest.raises(SpaceError) as e:
+        load_space(str(path))
+    line = str(e.value)
+    assert line.startswith(f"{path}: parameters.epochs: ") and "\n" not in line
+    assert "early_terminate" in line and "value:" in line and "train.epochs" in line
+    parse_space(text.replace(f"  epochs: {epochs}\n", "  epochs: {value: 2}\n"))  # a fixed one is fine
+    parse_space(text.replace("early_terminate: {type: hyperband, min_iter: 1, eta: 2}\n", ""))  # so is no rung
+
+    r = run_cli("search", "--space", str(path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines() == [f"error: {line}"], r.stderr
+
+
 def test_a_trial_cut_by_max_time_counts_in_best_by_its_finished_epochs(tmp_path):
     """The budget often ends inside the best trial: its saved best epoch is
     the search's result, not something to leave out."""

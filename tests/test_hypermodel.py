@@ -13,7 +13,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 from tuner.model.hypermodel import (build_model, make_optimizer, preprocess_layers, _init_caffe, ramp_schedule,
                                      trial_callbacks, unfreeze_top_blocks)
 from tuner.model.metrics import MacroScore
-from tuner.spaces import load_space
+from tuner.spaces import dimensions, load_space
 
 BACKBONES = ["resnet50", "resnet50v2"]
 OPTIMIZERS = ["nadam", "rmsprop", "adam", "sgd", "adamw"]
@@ -53,6 +53,21 @@ def test_each_combination_builds_and_trains(backbone, optimizer, callback):
         assert len(hist.history["loss"]) <= 3
     probs = model.predict(x, verbose=0)
     assert probs.shape == (4, 104) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+
+
+def test_values_an_older_trial_lacks_build_and_train_at_the_tables_defaults():
+    """A trial.json saved before a dimension existed lacks it: the model and
+    the trial's callback (export, refit) take the table's default, as the
+    search would draw it today."""
+    dims = dimensions()
+    v = values(backbone="resnet50v2")
+    for name in ("dropout", "callback", "plateau_patience", "plateau_factor"):
+        del v[name]
+    assert build_model(v).get_layer("head_dropout").rate == dims["dropout"].default > 0
+    (callback,) = trial_callbacks(v)
+    assert dims["callback"].default == "reduce_lr_on_plateau"
+    assert isinstance(callback, keras.callbacks.ReduceLROnPlateau)
+    assert (callback.patience, callback.factor) == (dims["plateau_patience"].default, dims["plateau_factor"].default)
 
 
 def test_study_schedule_matches_the_original_notebook():

@@ -325,6 +325,33 @@ def test_bad_ensemble_and_refit_requests_end_in_one_line(finished, tmp_path, arg
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("train", ["{epochs: 3, batch_per_replica: 8}", "{epochs: 3}"])
+def test_search_status_and_export_agree_on_what_an_older_trial_lacks(train):
+    """A trial saved before a dimension existed, in a project whose meta may
+    lack a train setting too: the status table, the export and the refit it
+    feeds use the batch size, epochs and dropout the search uses."""
+    import keras_tuner as kt
+
+    from tuner.model.hypermodel import FlowerHyperModel
+    from tuner.model.strategy import StrategyInfo
+    from tuner.results.export import _own_values
+    from tuner.results.trials import TrialInfo, study_row
+    from tuner.spaces import parse_space
+
+    space = parse_space(f"method: random\ntrain: {train}\nparameters: {{image_size: 32, weights: none}}\n")
+    search = FlowerHyperModel(space, data_factory=None, strategy_info=StrategyInfo(None, "cpu", 2, ()))
+    searched = search.values(kt.HyperParameters())
+    meta = {"space": space.to_dict()}
+    if "batch_per_replica" not in train:  # a project begun before the setting was written
+        del meta["space"]["train"]["batch_per_replica"]
+    older = {k: v for k, v in searched.items() if k not in ("batch_per_replica", "epochs", "dropout")}
+    trial = TrialInfo("0", "completed", older, "unused", replicas=2)
+
+    exported = _own_values(meta, trial)  # what the export builds and the refit trains
+    assert exported == searched
+    assert study_row(meta, trial)["batch size"] == str(search.global_batch(searched))
+
+
 def test_tta_views_are_the_image_its_mirror_then_small_fixed_augmentations():
     import tensorflow as tf
 

@@ -300,7 +300,7 @@ def _cmd_spaces(args) -> int:
 
 
 def _cmd_demo_data(args) -> int:
-    from tuner.data import demo
+    from tuner import demo
 
     out = args.out or demo.default_demo_dir()
     summary = demo.generate(out, sizes=args.sizes, scale=args.scale, seed=args.seed, log=print)
@@ -314,7 +314,7 @@ def _cmd_check(args) -> int:
 
     root = args.data or os.environ.get("TUNER_DATA")
     if not root:
-        from tuner.data import demo
+        from tuner import demo
 
         root = demo.default_demo_dir()
         if not demo.is_complete(root):

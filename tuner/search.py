@@ -75,7 +75,7 @@ def resolve_data_root(flag: str | None, space) -> tuple[str, bool]:
         if os.path.isdir(d):
             return d, False
     if space.data == "demo":
-        from tuner.data.demo import default_demo_dir
+        from tuner.demo import default_demo_dir
 
         return default_demo_dir(), True
     if space.data:
@@ -87,7 +87,7 @@ def resolve_data_root(flag: str | None, space) -> tuple[str, bool]:
 
 
 def ensure_demo_data(root: str, sizes: list[int], log) -> None:
-    from tuner.data import demo
+    from tuner import demo
 
     if demo.is_complete(root):
         from tuner.data.reader import available_sizes

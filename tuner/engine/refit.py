@@ -116,6 +116,7 @@ def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=N
     from tuner.model.precision import choose, this_device
     from tuner.model.strategy import detect, steps_per_execution
     from tuner.quiet import quiet_fit_warnings
+    from tuner.spaces import train_settings, with_defaults
 
     ckpt = TrialCheckpoint(plan.folder)
     state = ckpt.load()
@@ -124,26 +125,26 @@ def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=N
             f"{plan.weights}")
         return plan.weights
     space = meta["space"]
-    train = space.get("train", {})
-    values = plan.values
+    # what an older project's meta or trial lacks is at today's defaults, as the search has them
+    train = train_settings(space.get("train"))
+    values = with_defaults(plan.values, train)
     data = FlowerData(root, int(values["image_size"]), log=None)
     quiet_fit_warnings()
     info = detect(strategy)
     seed = int(space.get("seed") or 0)
     keras.utils.set_random_seed((seed + int(plan.trial_id)) % (2**31))
     scope = info.strategy.scope() if info.replicas > 1 or info.kind == "tpu" else contextlib.nullcontext()
-    policy, _ = choose(values.get("precision") or train.get("precision", "auto"), this_device(info.kind))
-    batch = info.global_batch(int(values.get("batch_per_replica") or train.get("batch_per_replica") or 16))
-    steps = int(train.get("steps_per_epoch") or max(1, (data.count("train") + data.count("val")) // batch))
+    policy, _ = choose(values["precision"], this_device(info.kind))
+    batch = info.global_batch(int(values["batch_per_replica"]))
+    steps = int(train["steps_per_epoch"] or max(1, (data.count("train") + data.count("val")) // batch))
     with scope:
-        model = build_model(values, jit_compile=train.get("jit_compile", "auto"), num_classes=data.num_classes,
+        model = build_model(values, jit_compile=train["jit_compile"], num_classes=data.num_classes,
                             precision=policy,
-                            steps_per_execution=steps_per_execution(train.get("steps_per_execution", "auto"),
-                                                                    info.kind, steps))
+                            steps_per_execution=steps_per_execution(train["steps_per_execution"], info.kind, steps))
         state = ckpt.restore(model, best_file=plan.weights)
     initial = int(state["epoch"]) if state else 0
     rows = list((state or {}).get("rows", []))
-    ds = train_dataset(data, values, batch, train.get("cache", "auto"),
+    ds = train_dataset(data, values, batch, train["cache"],
                        pipeline_seed(seed, ["refit", plan.trial_id], initial), splits=("train", "val"))
     again = f", continuing after epoch {initial}" if initial else ""
     calls = f" ({model.steps_per_execution} per device call)" if model.steps_per_execution > 1 else ""

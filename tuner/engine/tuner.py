@@ -125,7 +125,7 @@ class FlowerTunerMixin:
             self.progress.log(f"trial {trial.trial_id} had finished training; recording its results")
             self._warm.put(key, model)
             return best_metrics(state.get("rows", []), objective.name, objective.direction)
-        epochs = int(epochs or values.get("epochs") or self.hypermodel.space.train.epochs)
+        epochs = int(epochs or values["epochs"])
         initial = int(state["epoch"]) if state else initial_epoch
         watched: list = []
         # A warm model's first epoch holds no tracing: the budget counts it

@@ -20,6 +20,7 @@ from tuner.model import backbones
 from tuner.errors import TunerError
 from tuner.data.classes import NUM_CLASSES
 from tuner.model.metrics import compile_metrics
+from tuner.spaces import with_defaults
 
 #: ImageNet means/stds the applications' preprocess_input functions use.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -183,11 +184,12 @@ class FlowerHyperModel(kt.HyperModel):
         self.space.declare(hp)
 
     def values(self, hp: kt.HyperParameters) -> dict[str, Any]:
-        """Every dimension's value for this trial (declared ones from hp)."""
+        """Every dimension's value for this trial (declared ones from hp; the
+        table's defaults for any a space of an older project lacks)."""
         out = {}
         for name, param in self.space.params.items():
             out[name] = hp.values[name] if name in hp.values else param.declare(hp)
-        return out
+        return with_defaults(out, self.space.train)
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         v = self.values(hp)
@@ -207,20 +209,20 @@ class FlowerHyperModel(kt.HyperModel):
         return self.strategy_info.kind == "tpu"
 
     def precision(self, v: dict[str, Any]) -> tuple[str, str]:
-        """(Keras dtype policy, why) for a trial's values on this machine."""
+        """(Keras dtype policy, why) for a trial's values (`values`) on this machine."""
         from tuner.model.precision import choose, this_device
 
         if self._device is None:
             self._device = this_device(self.strategy_info.kind)
-        return choose(v.get("precision") or self.space.train.precision, self._device)
+        return choose(v["precision"], self._device)
 
     def num_classes(self, image_size: int) -> int:
         """The data's class count (the chief, which has no data, never builds)."""
         return self.data_factory(image_size).num_classes
 
     def global_batch(self, v: dict[str, Any]) -> int:
-        """Per-replica batch x replicas."""
-        return int(v.get("batch_per_replica") or self.space.train.batch_per_replica) * self.strategy_info.replicas
+        """Per-replica batch x replicas, for a trial's values (`values`)."""
+        return int(v["batch_per_replica"]) * self.strategy_info.replicas
 
     def steps_per_epoch(self, v: dict[str, Any]) -> int:
         """`train.steps_per_epoch`, else one pass over train at the trial's
@@ -248,8 +250,7 @@ class FlowerHyperModel(kt.HyperModel):
         tuner's checkpoint callback sees the state after it). `watched`
         receives the trial's own callbacks, whose state a resume restores."""
         v = self.values(hp)
-        train = self.space.train
-        epochs = int(epochs or v.get("epochs") or train.epochs)
+        epochs = int(epochs or v["epochs"])
         _, train_ds, val_ds = self.datasets(hp, initial_epoch)
         steps = self.steps_per_epoch(v)
         own = trial_callbacks(v)
@@ -289,7 +290,10 @@ def pipeline_seed(seed: int, trial: Any, initial_epoch: int) -> int:
 
 
 def trial_callbacks(v: dict[str, Any]) -> list[keras.callbacks.Callback]:
-    cb = v.get("callback", "none")
+    """The trial's own callback; what `v` lacks (a trial saved before a
+    dimension existed) is at the table's default, as in the search."""
+    v = with_defaults(v)
+    cb = v["callback"]
     if cb == "early_stopping":
         return [keras.callbacks.EarlyStopping(monitor="val_loss", min_delta=0, patience=int(v["es_patience"]))]
     if cb == "reduce_lr_on_plateau":
@@ -322,6 +326,7 @@ def build_model(v: dict[str, Any], jit_compile: str | bool = "auto", num_classes
 
 def _build_model(v: dict[str, Any], jit_compile: str | bool, num_classes: int,
                  steps_per_execution: int, padded_eval: bool = False) -> keras.Model:
+    v = with_defaults(v)  # a trial saved before a dimension existed builds as the search would today
     spec = backbones.get(v["backbone"])
     size = int(v["image_size"])
     if size < spec.min_size:
@@ -339,26 +344,26 @@ def _build_model(v: dict[str, Any], jit_compile: str | bool, num_classes: int,
     # Nothing pretrained to keep: a search that draws fine_tune top/frozen with
     # weights none (the space validator rejects it when weights is fixed none)
     # trains the whole backbone, and its BatchNorm learns.
-    fine_tune = v.get("fine_tune", "full") if pretrained else "full"
-    train_bn = not pretrained or v.get("batchnorm", "frozen") == "train"
-    momentum = float(v.get("bn_momentum", 0.99))
+    fine_tune = v["fine_tune"] if pretrained else "full"
+    train_bn = not pretrained or v["batchnorm"] == "train"
+    momentum = float(v["bn_momentum"])
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum
     if fine_tune == "frozen":
         backbone.trainable = False
     elif fine_tune == "top":
-        unfreeze_top_blocks(backbone, int(v.get("fine_tune_blocks", 3)), train_bn=train_bn)
+        unfreeze_top_blocks(backbone, int(v["fine_tune_blocks"]), train_bn=train_bn)
     elif not train_bn:
         freeze_batchnorm(backbone)
     # No `training=False` here: Keras 3 replaces it with the outer call's
     # training flag (keras-team/keras#20285). A BatchNormalization runs in
     # inference mode exactly when it is not trainable.
     x = backbone(x)
-    dropout = float(v.get("dropout", 0.0))
+    dropout = float(v["dropout"])
     if dropout > 0:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    units = int(v.get("dense_units", 0))
+    units = int(v["dense_units"])
     if units > 0:
         x = keras.layers.Dense(units, activation="relu", name="head_dense")(x)
         if dropout > 0:
@@ -366,8 +371,8 @@ def _build_model(v: dict[str, Any], jit_compile: str | bool, num_classes: int,
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="flower")(x)
     model = keras.Model(inputs, outputs, name=f"{spec.name}_flowers")
     model.compile(
-        optimizer=make_optimizer(v["optimizer"], float(v["learning_rate"]), float(v.get("weight_decay", 0.0))),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=float(v.get("label_smoothing", 0.0))),
+        optimizer=make_optimizer(v["optimizer"], float(v["learning_rate"]), float(v["weight_decay"])),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=float(v["label_smoothing"])),
         **compile_metrics(num_classes, padded=padded_eval),
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,

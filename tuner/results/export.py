@@ -192,9 +192,13 @@ def _importance(meta: dict[str, Any], trials: list, out: str) -> tuple[str, list
                               f"Hyperparameter importance (random forest over the trials): {text}", ""]
 
 
-def _own_values(trial) -> dict[str, Any]:
-    """A trial's dimension values, without Keras Tuner's own `tuner/` keys."""
-    return {k: v for k, v in trial.values.items() if not k.startswith("tuner/")}
+def _own_values(meta: dict[str, Any], trial) -> dict[str, Any]:
+    """A trial's dimension values, without Keras Tuner's own `tuner/` keys;
+    those a trial saved before they existed lacks at the defaults the search has."""
+    from tuner.spaces import with_defaults
+
+    own = {k: v for k, v in trial.values.items() if not k.startswith("tuner/")}
+    return with_defaults(own, meta["space"].get("train"))
 
 
 #: with --refit, the search's model (the one the metrics measure) ships as
@@ -222,7 +226,7 @@ def _refit_model(project, meta, trials, members: list[tuple[str, float]], root: 
     models, epochs = [], {}
     for trial_id, _ in members:
         trial = by_id[trial_id]
-        plan = refit.plan(project, trial, _own_values(trial), request.epochs)
+        plan = refit.plan(project, trial, _own_values(meta, trial), request.epochs)
         path = refit.refit(plan, meta, root, log=request.log, stopper=request.stopper, strategy=request.strategy)
         with storage.local_copy(path) as local:
             models.append(_inference_model(plan.values, local, num_classes))
@@ -267,7 +271,7 @@ def _choose_ensemble(meta, trials, best, k: int, root: str, classes, batch: int)
     data = FlowerData(root, size, log=None)
     members, probs, y = [], [], None
     for t in candidates:
-        values = _own_values(t)
+        values = _own_values(meta, t)
         with storage.local_copy(os.path.join(t.trial_dir, "checkpoint.weights.h5")) as local:
             model = member_at(_inference_model(values, local, len(classes)), size, f"trial_{t.trial_id}")
         members.append(model)
@@ -356,7 +360,7 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     root = data_root or meta.get("data")
     if not root:
         raise ProjectError("the project does not record its data root; pass --data ROOT")
-    values = _own_values(best)
+    values = _own_values(meta, best)
 
     data = FlowerData(root, int(values["image_size"]), log=None)
     classes = data.class_names  # the head's width

@@ -15,6 +15,7 @@ from typing import Any
 from tuner.errors import ProjectError
 from tuner.engine import storage
 from tuner.engine.project import ProjectLock, require_project
+from tuner.spaces import train_settings, with_defaults
 
 STUDY_COLUMNS = ("trial", "model", "callback", "epochs", "image preparation", "steps per epoch", "image size",
                  "batch size", "optimizer", "learning rate", "recall", "precision", "F1")
@@ -119,8 +120,8 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
         )
         if info.worker == "tuner0":  # a one-machine search: no worker to name
             info.worker = None
-        info.epochs_planned = int(info.values.get("tuner/epochs") or info.values.get("epochs")
-                                  or meta["space"]["train"]["epochs"])
+        info.epochs_planned = int(info.values.get("tuner/epochs")
+                                  or with_defaults(info.values, meta["space"].get("train"))["epochs"])
         scored = [r for r in rows if r.get(objective) is not None and not math.isnan(r[objective])]
         if scored:
             best = (max if goal_max else min)(scored, key=lambda r: r[objective])
@@ -162,14 +163,15 @@ def _f(v: float | None, digits: int = 4) -> str:
 
 
 def study_row(meta: dict[str, Any], t: TrialInfo) -> dict[str, str]:
-    v, train = t.values, meta["space"]["train"]
-    steps = train.get("steps_per_epoch") or "full"
-    batch = int(v.get("batch_per_replica") or train.get("batch_per_replica", 16)) * t.replicas
+    train = train_settings(meta["space"].get("train"))
+    v = with_defaults(t.values, train)  # what the trial trains with, an older trial's too
+    steps = train["steps_per_epoch"] or "full"
+    batch = int(v["batch_per_replica"]) * t.replicas
     return {
-        "trial": t.trial_id, "model": str(v.get("backbone", "")), "callback": str(v.get("callback", "")),
+        "trial": t.trial_id, "model": str(v["backbone"]), "callback": str(v["callback"]),
         "epochs": str(t.epochs_done), "image preparation": image_preparation(v), "steps per epoch": str(steps),
-        "image size": str(v.get("image_size", "")), "batch size": str(batch), "optimizer": str(v.get("optimizer", "")),
-        "learning rate": f"{float(v.get('learning_rate', 0)):.3g}",
+        "image size": str(v["image_size"]), "batch size": str(batch), "optimizer": str(v["optimizer"]),
+        "learning rate": f"{float(v['learning_rate']):.3g}",
         "recall": _f(t.metrics.get("val_recall")), "precision": _f(t.metrics.get("val_precision")),
         "F1": _f(t.metrics.get("val_f1")),
     }
