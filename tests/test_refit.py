@@ -170,7 +170,8 @@ def test_a_balanced_trial_is_refitted_weighted(tmp_path):
     backbone = tmp_path / "backbone.weights.h5"
     source.save_weights(backbone)
     values = {"backbone": "mobilenetv2", "weights": str(backbone), "fine_tune": "frozen", "image_size": 32,
-              "optimizer": "adam", "learning_rate": 0.0, "callback": "none", "class_weight": "balanced"}
+              "optimizer": "adam", "learning_rate": 0.0, "callback": "none", "class_weight": "balanced",
+              "dropout": 0.0, "label_smoothing": 0.0}  # the loss is then the per-image losses' mean
     meta = {"space": {"seed": 1, "train": {"batch_per_replica": 8, "jit_compile": False, "cache": False}}}
     plan = RefitPlan("0", values, 1, (0.0,), str(tmp_path / "refit"))
     lines: list[str] = []
