@@ -49,7 +49,13 @@ def one(space: str, root: str, project: str, budget: float, log: str) -> dict:
     epochs = later_epochs(project)
     runs = json.load(open(os.path.join(project, "time.json"))).get("tuner0", []) if os.path.exists(
         os.path.join(project, "time.json")) else []
-    return {"budget": budget, "rc": rc, "wall": wall, "epoch": statistics.median(epochs) if epochs else None,
+    best = subprocess.run([sys.executable, "-m", "tuner", "best", "--project", project, "--top", "1",
+                           "--format", "json"], cwd=REPO, env=env, capture_output=True, text=True)
+    try:
+        score = json.loads(best.stdout)[0]["val_f1"]
+    except (ValueError, IndexError, KeyError):
+        score = None
+    return {"budget": budget, "rc": rc, "wall": wall, "f1": score, "epoch": statistics.median(epochs) if epochs else None,
             "epochs": len(epochs) + len(glob.glob(os.path.join(project, "trial_*", "history.csv"))),
             "breakdown": runs[-1] if runs else {}}
 
@@ -82,10 +88,10 @@ def main() -> None:
                          f"{br.get('training', 0):.0f}/{br.get('validation', 0):.0f}/"
                          f"{br.get('build', 0) + br.get('tracing', 0):.0f}/{br.get('checkpoint', 0):.0f}/"
                          f"{br.get('startup', 0):.0f}/{br.get('other', 0):.0f}",
-                         "ok" if good else "MISSED"])
+                         f"{r['f1']:.3f}" if r["f1"] is not None else "-", "ok" if good else "MISSED"])
             print(f"T={b:.0f}s: exit after {r['wall']:.1f}s (rc {r['rc']}), load {load()}", flush=True)
     print(table(rows, ["T", "command's time", "over T", "allowed", "epoch", "at least", "epochs",
-                       "train/val/build+trace/ckpt/start/other (s)", "goal"]))
+                       "train/val/build+trace/ckpt/start/other (s)", "best val F1", "goal"]))
     verdict(ok, "every run exits within T + 3% (and T + 10 s) and uses at least T - 1.5 epochs")
 
 
