@@ -12,15 +12,11 @@ and the readers of a project's files both import it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-
-#: trial states (as `tuner.results.trials.TrialInfo` names them) whose best
-#: epoch counts; "interrupted" and "running" only once an epoch finished
-RESULT_STATES = ("completed", "paused", "interrupted", "running")
 
 
 def _number(v: Any) -> float | None:
@@ -65,20 +61,19 @@ def trial_order(trial_id: str) -> tuple[int, str]:
     return len(trial_id), trial_id
 
 
-def rank(trials: Iterable[T], direction: str, score: Callable[[T], float | None] = lambda t: t.score,
-         state: Callable[[T], str] = lambda t: t.state,
-         epoch: Callable[[T], int | None] = lambda t: t.best_epoch,
-         trial_id: Callable[[T], str] = lambda t: t.trial_id) -> list[T]:
-    """The trials that have a result, best first by score; ties go to the
-    earlier trial, and trials with no score (NaN, None) come last."""
+def rank(trials: Iterable[T], direction: str) -> list[T]:
+    """The trials (with `trial_id`, `state`, `best_epoch` and `score`, as
+    `TrialInfo` and `Scored` have) that have a result, best first by score;
+    ties go to the earlier trial, and trials with no score (NaN, None) come
+    last."""
 
-    def key(t: T) -> tuple:
-        s = _number(score(t))
+    def key(t: Any) -> tuple:
+        s = _number(t.score)
         if s is None:
-            return (1, 0.0, trial_order(trial_id(t)))
-        return (0, s if direction == "min" else -s, trial_order(trial_id(t)))
+            return (1, 0.0, trial_order(t.trial_id))
+        return (0, s if direction == "min" else -s, trial_order(t.trial_id))
 
-    return sorted((t for t in trials if has_result(state(t), epoch(t))), key=key)
+    return sorted((t for t in trials if has_result(t.state, t.best_epoch)), key=key)
 
 
 @dataclass(frozen=True)
