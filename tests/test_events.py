@@ -33,6 +33,12 @@ def test_every_trial_is_a_tensorboard_run_with_metrics_and_hparams(finished_proj
             for e, row in zip(events, history):
                 value = tensor_util.make_ndarray(e.tensor_proto).item()
                 assert value == pytest.approx(float(row[tag]), rel=1e-5), (trial, tag)
+        # the trial's score so far and its epoch: HParams shows a run's last value
+        f1s = [float(row["val_f1"]) for row in history]
+        for tag, want in (("best_val_f1", [max(f1s[:k + 1]) for k in range(len(f1s))]),
+                          ("best_epoch", [f1s.index(max(f1s[:k + 1])) + 1 for k in range(len(f1s))])):
+            got = [tensor_util.make_ndarray(e.tensor_proto).item() for e in acc.Tensors(tag)]
+            assert got == pytest.approx(want, rel=1e-6), (trial, tag)
         content = acc.PluginTagToContent("hparams")[SESSION_START]
         session = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
         # the dimensions that vary in the tiny space, with this trial's values
@@ -40,13 +46,13 @@ def test_every_trial_is_a_tensorboard_run_with_metrics_and_hparams(finished_proj
         assert session.hparams["optimizer"].string_value in ("adam", "nadam")
         assert 1e-3 <= session.hparams["learning_rate"].number_value <= 3e-3
         assert event_steps(folder) == [1, 2]
-    # the experiment's summary at the project root names them and val_f1 first among the metrics
+    # the experiment's summary at the project root names them, the score and its epoch first among the metrics
     acc = EventAccumulator(str(finished_project))
     acc.Reload()
     config = plugin_data_pb2.HParamsPluginData.FromString(
         acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
     assert {h.name for h in config.hparam_infos} == {"optimizer", "learning_rate"}
-    assert config.metric_infos[0].name.tag == "val_f1"
+    assert [m.name.tag for m in config.metric_infos][:3] == ["best_val_f1", "best_epoch", "val_f1"]
 
 
 def test_board_on_a_missing_project_is_one_line(tmp_path):

@@ -40,7 +40,8 @@ def test_status_lists_every_trial(finished):
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("| ") and not ln.startswith("| trial")]
     assert len(lines) == 2
     header = next(ln for ln in r.stdout.splitlines() if ln.startswith("| trial"))
-    for col in ("state", "optimizer", "learning_rate", "epochs", "val F1", "precision", "recall", "time"):
+    for col in ("state", "optimizer", "learning_rate", "epochs", "val F1", "best epoch", "precision", "recall",
+                "time"):
         assert col in header
     assert all("completed" in ln and "2/2" in ln for ln in lines)
     assert "dtype" in header and all(f" {auto_policy()} " in ln for ln in lines)
@@ -57,7 +58,7 @@ def test_best_shows_the_study_table(finished):
     r = run_cli("best", "--project", str(finished), "--top", "1")
     assert r.returncode == 0, r.stderr
     for col in ("model", "callback", "epochs", "image preparation", "steps per epoch", "image size", "batch size",
-                "optimizer", "recall", "precision", "F1"):
+                "optimizer", "recall", "precision", "F1", "best epoch"):
         assert col in r.stdout
     assert "flip left right" in r.stdout and str(finished / "trial_") in r.stdout
     assert f"{auto_policy()})" in r.stdout  # each trial's precision

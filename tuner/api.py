@@ -84,8 +84,8 @@ def search(space: str = "default", *, data: str | None = None, project: str | No
            weights: str | None = None, seed: int | None = None, overwrite: bool = False,
            plain: bool | None = None, cpu_replicas: int | None = None):
     """Run (or resume) a search, as `python -m tuner search`; returns its
-    `SearchResult` (project, best trial and score, each trial's state, why
-    it stopped). `plain=None` shows live progress where the output is a
+    `SearchResult` (project, the best trial as `best` ranks it, its score and
+    the epoch it was reached at, each trial's state, why it stopped). `plain=None` shows live progress where the output is a
     terminal or a notebook, plain lines elsewhere."""
     seconds = _seconds(max_time, "max_time")
     from tuner.quiet import import_tensorflow

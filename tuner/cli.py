@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(typed values, for scripts)")
 
     st = sub.add_parser("status", help="every trial of a project in a table", description=(
-        "Every trial: state (running, completed, failed with its reason, interrupted at epoch k), the "
-        "hyperparameters that vary, epochs run, val F1, precision, recall and time."))
+        "Every trial: state (running, completed, failed with its reason, interrupted at epoch k, paused or "
+        "stopped at a rung), the hyperparameters that vary, epochs run, val F1 and the epoch it was reached "
+        "at, precision, recall and time."))
     project_flags(st)
     format_flag(st)
     st.add_argument("--watch", type=parse_duration, nargs="?", const=5.0, metavar="EVERY",

@@ -58,8 +58,9 @@ class SearchResult:
     stopped: str | None  # None when the search finished; else why it stopped
     trials: dict[str, str] = field(default_factory=dict)  # trial id -> status (PAUSED: waits at a rung)
     decisions: dict[str, str] = field(default_factory=dict)  # trial id -> "stopped at epoch 2 (rung 1)", ...
-    best_trial: str | None = None
-    best_score: float | None = None
+    best_trial: str | None = None  # as `best` ranks (tuner.engine.ranking): paused and interrupted trials count
+    best_score: float | None = None  # its best epoch's objective value; None while no trial has one
+    best_epoch: int | None = None  # the epoch best_score was reached at
 
 
 def resolve_data_root(flag: str | None, space) -> tuple[str, bool]:
@@ -410,14 +411,19 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
     spent = oracle.spending(time.monotonic() - began)
     if spent:
         progress.log(spent)
-    progress.log(_account(tuner, project, opts, stopper))
-    best = oracle.get_best_trials(1)
-    if best and best[0].score is not None:
-        result.best_trial, result.best_score = best[0].trial_id, best[0].score
+    from tuner.engine.ranking import best_of, oracle_scores
+
+    # The trial `best` would name (not Keras Tuner's best completed one): paused
+    # and interrupted trials count at their best epoch.
+    best = best_of(oracle_scores(oracle.trials, space.objective_name, objective.direction), objective.direction)
+    if best is not None:
+        result.best_trial, result.best_score, result.best_epoch = best.trial_id, best.score, best.best_epoch
+    said = (f"{result.best_score:.4f} at epoch {result.best_epoch} (trial {result.best_trial})" if best
+            else "none (no trial finished an epoch)")
     if result.stopped is None:
-        progress.log(
-            f"search done: {len(result.trials)} trials; best {space.objective_name} "
-            + (f"{result.best_score:.4f} (trial {result.best_trial})" if result.best_trial else "none (no trial completed)")
-            + f"; see `python -m tuner best --project {project}`"
-        )
+        progress.log(f"search done: {len(result.trials)} trials; best {space.objective_name} {said}"
+                     f"; see `python -m tuner best --project {project}`")
+    else:
+        progress.log(f"best {space.objective_name} so far: {said}")
+    progress.log(_account(tuner, project, opts, stopper))
     return result

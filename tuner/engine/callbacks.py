@@ -13,6 +13,7 @@ import keras_tuner as kt
 
 from tuner.engine.checkpoint import clean_float
 from tuner.engine.errors import Stopped
+from tuner.engine import ranking
 
 STATE_COLUMNS = ("loss", "accuracy", "f1", "val_loss", "val_accuracy", "val_f1", "val_precision", "val_recall")
 
@@ -143,11 +144,8 @@ class EpochState(keras.callbacks.Callback):
         return statistics.median(past[-5:]) if past else None
 
     def best_epoch(self) -> int | None:
-        name, rows = self.objective.name, [r for r in self.rows if r.get(self.objective.name) is not None]
-        if not rows:
-            return None
-        pick = max if self.objective.direction == "max" else min
-        return int(pick(rows, key=lambda r: r[name])["epoch"])
+        """The epoch whose weights are the best-epoch file (`engine.ranking`)."""
+        return ranking.best_epoch(self.rows, self.objective.name, self.objective.direction)
 
     def report(self, row: dict[str, Any], seconds: float | None = None, kind: int = 0, finished: bool = False):
         """One epoch to the oracle; its answer carries the rung decision.

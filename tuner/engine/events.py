@@ -16,10 +16,19 @@ import glob
 import os
 from typing import Any
 
+from tuner.engine import ranking
+
 #: history columns written as scalars, under these tags
 TAGS = ("loss", "accuracy", "f1", "val_loss", "val_accuracy", "val_f1", "val_precision", "val_recall",
         "learning_rate")
 SESSION_START = "_hparams_/session_start_info"
+#: the epoch the trial's score (`best_<objective>`) was reached at, written each epoch
+BEST_EPOCH = "best_epoch"
+
+
+def best_tag(objective: str) -> str:
+    """The tag of a trial's score so far: its best epoch's `objective`."""
+    return f"best_{objective}"
 
 
 def available() -> bool:
@@ -59,8 +68,10 @@ class TrialEvents:
     """The event files of one trial folder (local projects; a `gs://`
     project's trials write none)."""
 
-    def __init__(self, trial_dir: str, trial_id: str, hparams: dict[str, Any]):
+    def __init__(self, trial_dir: str, trial_id: str, hparams: dict[str, Any], objective: str = "val_f1",
+                 direction: str = "max"):
         self.dir, self.trial_id = trial_dir, trial_id
+        self.objective, self.direction = objective, direction
         self.hparams = {k: _hparam_value(v) for k, v in hparams.items()}
         self.enabled = "://" not in trial_dir and available()
         self._writer = None
@@ -91,6 +102,13 @@ class TrialEvents:
                 for tag in TAGS:
                     if r.get(tag) is not None:
                         tf.summary.scalar(tag, float(r[tag]), step=step)
+                # The trial's score so far and its epoch: HParams shows a
+                # run's last value, which then is the score `best` ranks by.
+                best = ranking.best_row([x for x in rows if int(x["epoch"]) <= step], self.objective,
+                                        self.direction)
+                if best is not None:
+                    tf.summary.scalar(best_tag(self.objective), float(best[self.objective]), step=step)
+                    tf.summary.scalar(BEST_EPOCH, int(best["epoch"]), step=step)
                 self._done.add(step)
         self._writer.flush()
 
@@ -102,14 +120,20 @@ class TrialEvents:
 
 def write_config(project: str, names: list[str]) -> None:
     """The experiment's summary at the project root (once): the varying
-    dimensions as hyperparameters, val_f1 first among the metrics."""
+    dimensions as hyperparameters; among the metrics first the trial's score
+    (its best epoch's objective, as `best` ranks) and that epoch, then the
+    last epoch's val_f1 and the others."""
     if "://" in project or not available() or glob.glob(os.path.join(project, "events.out.tfevents.*")):
         return
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 
-    metrics = [hp.Metric(tag, display_name=tag) for tag in ("val_f1", "val_precision", "val_recall", "val_accuracy",
-                                                            "val_loss", "loss")]
+    from tuner.engine.project import read_meta
+
+    objective = ((read_meta(project) or {}).get("space", {}).get("metric") or {}).get("name", "val_f1")
+    tags = (best_tag(objective), BEST_EPOCH, "val_f1", "val_precision", "val_recall", "val_accuracy", "val_loss",
+            "loss")
+    metrics = [hp.Metric(tag, display_name=tag) for tag in tags]
     writer = tf.summary.create_file_writer(project)
     with writer.as_default():
         hp.hparams_config(hparams=[hp.HParam(n) for n in names], metrics=metrics)

@@ -23,6 +23,10 @@ def _metric(logs: dict, key: str) -> str:
     return f"{float(v):.4f}"
 
 
+def _at(epoch: int | None, before: str, after: str = "") -> str:
+    return "" if epoch is None else f"{before}{epoch}{after}"
+
+
 class Progress:
     def __init__(self, console=None, plain: bool | None = None):
         from rich.console import Console
@@ -36,6 +40,7 @@ class Progress:
         self._task = None
         self.best: float | None = None
         self.best_trial: str | None = None
+        self.best_epoch: int | None = None
 
     def log(self, text: str) -> None:
         if self.plain:
@@ -79,18 +84,26 @@ class Progress:
             self.log("  " + line)
 
     def trial_end(self, trial_id: str, status: str, score: float | None, message: str | None = None,
-                  goal: str = "max") -> None:
+                  goal: str = "max", epoch: int | None = None,
+                  best: tuple[str, float, int | None] | None = None) -> None:
+        """`score` is the trial's best epoch's (`epoch`); `best` (trial id,
+        score, epoch) the search's best so far as `engine.ranking` ranks the
+        oracle's trials. Without it (a worker sees only its own trials) the
+        best of the trials that ended here."""
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        if score is not None and not math.isnan(score):
+        if best is not None:
+            self.best_trial, self.best, self.best_epoch = best
+        elif score is not None and not math.isnan(score):
             better = self.best is None or (score > self.best if goal == "max" else score < self.best)
             if better:
-                self.best, self.best_trial = score, trial_id
-        best = f"; best so far {self.best:.4f} (trial {self.best_trial})" if self.best is not None else ""
+                self.best, self.best_trial, self.best_epoch = score, trial_id, epoch
+        best_text = (f"; best so far {self.best:.4f} (trial {self.best_trial}{_at(self.best_epoch, ', epoch ')})"
+                     if self.best is not None else "")
         why = f": {message}" if message else ""
-        shown = f" {score:.4f}" if score is not None else ""
-        self.log(f"trial {trial_id} {status.lower()}{shown}{why}{best}")
+        shown = f" {score:.4f}{_at(epoch, ' (best epoch ', ')')}" if score is not None else ""
+        self.log(f"trial {trial_id} {status.lower()}{shown}{why}{best_text}")
 
     def stop(self) -> None:
         if self._bar is not None:

@@ -23,6 +23,7 @@ from tuner.engine.events import TrialEvents
 from tuner.engine.graphs import forget_trial_graphs, gradient_registry_keys
 from tuner.engine.heartbeat import Heartbeat
 from tuner.engine.ledger import TimeLedger
+from tuner.engine.ranking import best_of, best_row, oracle_scores
 from tuner.engine.warm import WarmModels, adopt, graph_key
 from tuner.errors import TunerError
 
@@ -131,7 +132,7 @@ class FlowerTunerMixin:
         # A warm model's first epoch holds no tracing: the budget counts it
         # as any later epoch (a new trial's estimate stays the traced one).
         shown = {k: values[k] for k in self.hypermodel.space.varying if k in values}
-        events = TrialEvents(ckpt.dir, trial.trial_id, shown)
+        events = TrialEvents(ckpt.dir, trial.trial_id, shown, objective.name, objective.direction)
         epoch_state = EpochState(self, trial, ckpt, state, epochs, beat, watched, started,
                                  built=warm is None, events=events, ledger=self.ledger)
         epoch_state.write_events()  # what a kill after the last checkpoint kept from TensorBoard
@@ -229,7 +230,14 @@ class FlowerTunerMixin:
         if decision:
             why = f"at epoch {epoch}" + (" until more trials reach it" if decision == "paused" else
                                          " (early termination)")
-        self.progress.trial_end(trial.trial_id, status, t.score, why, goal=self.oracle.objective.direction)
+        objective = self.oracle.objective
+        mine = oracle_scores({t.trial_id: t}, objective.name, objective.direction)[0]
+        score = mine.score if mine.state != "failed" else None
+        trials = getattr(self.oracle, "trials", None)  # a worker's oracle client sees only its own trials
+        top = best_of(oracle_scores(trials, objective.name, objective.direction), objective.direction) \
+            if trials is not None else None
+        self.progress.trial_end(trial.trial_id, status, score, why, goal=objective.direction, epoch=mine.best_epoch,
+                                best=(top.trial_id, top.score, top.best_epoch) if top else None)
         self._decision = None
 
     def _populate_initial_space(self):
@@ -276,10 +284,10 @@ def last_line(message: str) -> str:
 
 
 def best_metrics(rows: list[dict[str, Any]], objective: str, direction: str) -> dict[str, float]:
-    """Metrics of the best epoch, the value Keras Tuner scores a trial by."""
-    scored = [r for r in rows if r.get(objective) is not None]
-    if not scored:
+    """Metrics of the best epoch (`engine.ranking`), what Keras Tuner scores
+    a trial by when no epoch of it was reported."""
+    best = best_row(rows, objective, direction)
+    if best is None:
         return {objective: float("nan")}
-    best = (max if direction == "max" else min)(scored, key=lambda r: r[objective])
     return {k: float(best[k]) for k in STATE_COLUMNS if best.get(k) is not None}
 

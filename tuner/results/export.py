@@ -469,7 +469,8 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     lines = [
         f"# flower-tuner report: {meta['space'].get('name')}",
         "",
-        f"Project `{project}`, data `{root}`. Best trial **{best.trial_id}** (epoch {best.best_epoch}), "
+        f"Project `{project}`, data `{root}`. Best trial **{best.trial_id}** ({best.objective} "
+        f"{best.score:.4f} at epoch {best.best_epoch} in the search), "
         + (f"in an ensemble of {len(ensemble_info['members'])} trials (see below), "
            if ensemble_info and ensemble_info["kept"] else "")
         + f"exported as `model.keras` and `model.export/` (raw 0..255 RGB {size}x{size} input).",

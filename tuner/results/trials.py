@@ -7,24 +7,23 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.errors import ProjectError
-from tuner.engine import storage
+from tuner.engine import ranking, storage
 from tuner.engine.project import ProjectLock, require_project
 from tuner.spaces import train_settings, with_defaults
 
 STUDY_COLUMNS = ("trial", "model", "callback", "epochs", "image preparation", "steps per epoch", "image size",
-                 "batch size", "optimizer", "learning rate", "recall", "precision", "F1")
+                 "batch size", "optimizer", "learning rate", "recall", "precision", "F1", "best epoch")
 
 
 @dataclass
 class TrialInfo:
     trial_id: str
-    state: str  # running | completed | failed | interrupted | pending
+    state: str  # running | completed | paused | failed | interrupted | pending
     values: dict[str, Any]
     trial_dir: str
     reason: str | None = None
@@ -37,18 +36,19 @@ class TrialInfo:
     worker: str | None = None
     decision: str | None = None  # early termination: "stopped at epoch 2 (rung 1)", "paused at rung 1 (epoch 2)"
     dtype: str | None = None  # the Keras dtype policy it trained in, as recorded at its last epoch
+    objective: str = "val_f1"  # the space's metric: what `score` is
 
     @property
     def score(self) -> float | None:
-        return self.metrics.get("val_f1")
+        """Its best epoch's objective value (`best_epoch` says which epoch)."""
+        return self.metrics.get(self.objective)
 
     @property
     def has_result(self) -> bool:
         """Finished, stopped early, paused at a rung, or cut by --max-time
         (or still running) after some epochs: its best finished epoch's
-        weights and metrics are saved and count."""
-        return self.state in ("completed", "paused") or (
-            self.state in ("interrupted", "running") and self.best_epoch is not None)
+        weights and metrics are saved and count (see `engine.ranking`)."""
+        return ranking.has_result(self.state, self.best_epoch)
 
     def state_text(self) -> str:
         if self.decision:
@@ -76,12 +76,17 @@ def _history(trial_dir: str) -> list[dict[str, float | None]]:
     return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
 
 
+def objective_of(meta: dict[str, Any]) -> tuple[str, str]:
+    """(metric name, "max" or "min"): what trials are ranked by."""
+    metric = meta["space"].get("metric", {})
+    return metric.get("name", "val_f1"), "max" if metric.get("goal", "maximize") == "maximize" else "min"
+
+
 def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
     """(project meta, trials in start order)."""
     meta = require_project(project)
-    objective = meta["space"].get("metric", {}).get("name", "val_f1")
-    goal_max = meta["space"].get("metric", {}).get("goal", "maximize") == "maximize"
-    running = ProjectLock.held(project)
+    objective, direction = objective_of(meta)
+    locked = ProjectLock.held(project)
     from tuner.engine.leases import read_leases
 
     leases = read_leases(project)
@@ -89,6 +94,9 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
 
     oracle = _read_json(os.path.join(project, "oracle.json")) or {}
     decisions = ((oracle.get("flower_tuner") or {}).get("early_terminate") or {}).get("decisions", {})
+    # While a search holds the lock, the trials its oracle handed out are the
+    # ones being trained; the others wait (paused, or interrupted earlier).
+    ongoing = set((oracle.get("ongoing_trials") or {}).values()) if locked else set()
     trials = []
     names = sorted((n for n in storage.listdir(project) if n.startswith("trial_")), key=lambda n: (len(n), n))
     for name in names:
@@ -99,14 +107,19 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
         pointer = _read_json(os.path.join(tdir, "resume.json")) or {}
         rows = _history(tdir)
         status = t.get("status", "RUNNING")
-        decision = describe_decision(decisions.get(t["trial_id"]))
+        rung = decisions.get(t["trial_id"]) or {}
+        decision = describe_decision(rung)
         state = {"COMPLETED": "completed", "FAILED": "failed", "INVALID": "failed"}.get(status)
-        if state is None and status == "IDLE" and decision and decision.startswith("paused"):
-            state = "paused"
+        if state is None and decision and decision.startswith("paused"):
+            state = "paused"  # also before its run has ended (trial.json still says RUNNING)
+        elif (state is None and status == "IDLE" and rung.get("state") == "promoted"
+              and t["trial_id"] not in ongoing):
+            # won its rung, waits in the oracle's queue to go on from there
+            state, decision = "paused", f"promoted at rung {rung['rung'] + 1} (epoch {rung['epoch']}): goes on next"
         if state not in ("completed", "paused"):
             decision = None
         if state is None:
-            state = "running" if running else ("interrupted" if rows else "pending")
+            state = "running" if t["trial_id"] in ongoing else ("interrupted" if rows else "pending")
         reason = t.get("message") if state == "failed" else None
         if reason:
             reason = reason.strip().splitlines()[-1]
@@ -116,15 +129,14 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
             seconds=sum(r.get("seconds") or 0.0 for r in rows),
             replicas=int(pointer.get("replicas", 1)),
             worker=(leases.get(t["trial_id"]) or {}).get("worker") or pointer.get("worker"),
-            decision=decision, dtype=pointer.get("precision"),
+            decision=decision, dtype=pointer.get("precision"), objective=objective,
         )
         if info.worker == "tuner0":  # a one-machine search: no worker to name
             info.worker = None
         info.epochs_planned = int(info.values.get("tuner/epochs")
                                   or with_defaults(info.values, meta["space"].get("train"))["epochs"])
-        scored = [r for r in rows if r.get(objective) is not None and not math.isnan(r[objective])]
-        if scored:
-            best = (max if goal_max else min)(scored, key=lambda r: r[objective])
+        best = ranking.best_row(rows, objective, direction)
+        if best is not None:
             info.best_epoch = int(best["epoch"])
             info.metrics = {k: v for k, v in best.items() if v is not None and k not in ("epoch", "seconds")}
         trials.append(info)
@@ -137,11 +149,8 @@ def varying_names(meta: dict[str, Any]) -> list[str]:
 
 
 def best_trials(meta: dict[str, Any], trials: list[TrialInfo], k: int = 1) -> list[TrialInfo]:
-    objective = meta["space"].get("metric", {}).get("name", "val_f1")
-    goal_max = meta["space"].get("metric", {}).get("goal", "maximize") == "maximize"
-    done = [t for t in trials if t.has_result and t.metrics.get(objective) is not None]
-    done.sort(key=lambda t: t.metrics[objective], reverse=goal_max)
-    return done[:k]
+    """The `k` best trials with a score, best first (`engine.ranking.rank`)."""
+    return [t for t in ranking.rank(trials, objective_of(meta)[1]) if t.score is not None][:k]
 
 
 def image_preparation(values: dict[str, Any]) -> str:
@@ -162,6 +171,11 @@ def _f(v: float | None, digits: int = 4) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+def _epoch(t: TrialInfo) -> str:
+    """The epoch its scores were reached at: they are that epoch's, not the last one's."""
+    return "-" if t.best_epoch is None else str(t.best_epoch)
+
+
 def study_row(meta: dict[str, Any], t: TrialInfo) -> dict[str, str]:
     train = train_settings(meta["space"].get("train"))
     v = with_defaults(t.values, train)  # what the trial trains with, an older trial's too
@@ -173,7 +187,7 @@ def study_row(meta: dict[str, Any], t: TrialInfo) -> dict[str, str]:
         "image size": str(v["image_size"]), "batch size": str(batch), "optimizer": str(v["optimizer"]),
         "learning rate": f"{float(v['learning_rate']):.3g}",
         "recall": _f(t.metrics.get("val_recall")), "precision": _f(t.metrics.get("val_precision")),
-        "F1": _f(t.metrics.get("val_f1")),
+        "F1": _f(t.metrics.get("val_f1")), "best epoch": _epoch(t),
     }
 
 
@@ -187,8 +201,9 @@ def status_row(meta: dict[str, Any], t: TrialInfo) -> dict[str, str]:
         row["dtype"] = t.dtype  # what "auto" became on the machine that trained it
     row.update({
         "epochs": f"{t.epochs_done}/{t.epochs_planned}" if t.epochs_planned else str(t.epochs_done),
-        "val F1": _f(t.metrics.get("val_f1")), "precision": _f(t.metrics.get("val_precision")),
-        "recall": _f(t.metrics.get("val_recall")), "time": _duration(t.seconds),
+        "val F1": _f(t.metrics.get("val_f1")), "best epoch": _epoch(t),
+        "precision": _f(t.metrics.get("val_precision")), "recall": _f(t.metrics.get("val_recall")),
+        "time": _duration(t.seconds),
     })
     if t.worker:
         row["worker"] = t.worker
@@ -237,8 +252,8 @@ def to_csv(rows: list[dict[str, str]]) -> str:
 
 #: what `status` and `best` print with --format
 FORMATS = ("auto", "table", "md", "csv", "json")
-_STATE_STYLE = (("completed", "green"), ("running", "cyan"), ("paused", "blue"), ("stopped", "magenta"),
-                ("interrupted", "yellow"), ("failed", "red"), ("pending", "dim"))
+_STATE_STYLE = (("completed", "green"), ("running", "cyan"), ("paused", "blue"), ("promoted", "blue"),
+                ("stopped", "magenta"), ("interrupted", "yellow"), ("failed", "red"), ("pending", "dim"))
 
 
 def rich_table(rows: list[dict[str, str]], title: str, best: str | None = None):
@@ -247,7 +262,8 @@ def rich_table(rows: list[dict[str, str]], title: str, best: str | None = None):
 
     table = Table(title=title, title_justify="left")
     for col in rows[0] if rows else ["trial"]:
-        numeric = col in ("val F1", "F1", "precision", "recall", "epochs", "time", "learning rate", "learning_rate")
+        numeric = col in ("val F1", "F1", "best epoch", "precision", "recall", "epochs", "time", "learning rate",
+                          "learning_rate")
         table.add_column(col, overflow="fold", justify="right" if numeric else "left")
     for r in rows:
         cells = list(r.values())
