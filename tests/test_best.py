@@ -80,16 +80,20 @@ def space_file(tmp_path: Path, eta: int | None, run_cap: int = 2, epochs: int = 
     return write_space(tmp_path / "best.yaml", SPACE.format(run_cap=run_cap, epochs=epochs, early=early))
 
 
-def saved_epoch(project: Path, tid: str) -> int:
+def reported_epoch(project: Path, tid: str) -> int:
+    """The last epoch trial `tid` reported to the oracle (its trial.json is
+    written then, on the training thread: the epoch checkpoint may still be
+    on its way to the disk)."""
     try:
-        return int(json.loads((project / f"trial_{tid}" / "resume.json").read_text())["epoch"])
+        t = json.loads((project / f"trial_{tid}" / "trial.json").read_text())
+        return max(o["step"] for o in t["metrics"]["metrics"]["val_f1"]["observations"])
     except (OSError, ValueError, KeyError):
         return 0
 
 
-def search_cut_by_sigterm(space: Path, root: Path, project: Path, when) -> tuple[object, str]:
-    """A real search here, sent a real SIGTERM as soon as `when(project)`:
-    (its SearchResult, what it printed)."""
+def search_cut_by_sigterm(space: Path, root: Path, project: Path, when, after: float = 0.3) -> tuple[object, str]:
+    """A real search here, sent a real SIGTERM `after` seconds after
+    `when(project)`: (its SearchResult, what it printed)."""
     import tuner
 
     done, fired = threading.Event(), threading.Event()
@@ -97,6 +101,7 @@ def search_cut_by_sigterm(space: Path, root: Path, project: Path, when) -> tuple
     def watch() -> None:
         while not done.is_set():
             if when(project):
+                time.sleep(after)
                 fired.set()
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
@@ -120,13 +125,15 @@ def search_cut_by_sigterm(space: Path, root: Path, project: Path, when) -> tuple
 @pytest.fixture(scope="module")
 def interrupted(ten_classes, tmp_path_factory):
     """Hyperband halving (eta 2) at epoch 3: the SIGTERM comes during trial
-    1's third epoch, so the rung is decided (trial 0 goes on, trial 1 stops
-    there: the only completed trial) and the search stops before trial 0
-    goes on."""
+    1's third epoch (0.3 s after its second epoch's report, past that
+    epoch's stop check), so the rung is decided (trial 0 goes on, trial 1
+    stops there: the only completed trial) and the search stops before
+    trial 0 goes on."""
     tmp = tmp_path_factory.mktemp("interrupted")
     project = tmp / "proj"
     result, log = search_cut_by_sigterm(space_file(tmp, eta=2), ten_classes, project,
-                                        lambda p: saved_epoch(p, "1") >= 2)
+                                        lambda p: reported_epoch(p, "1") >= 2)
+    assert result.stopped == "SIGTERM: stopped between trials", log
     return project, result, log
 
 
@@ -137,7 +144,8 @@ def paused(ten_classes, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("paused")
     project = tmp / "proj"
     result, log = search_cut_by_sigterm(space_file(tmp, eta=3, run_cap=3), ten_classes, project,
-                                        lambda p: saved_epoch(p, "1") >= 2)
+                                        lambda p: reported_epoch(p, "1") >= 2)
+    assert result.stopped == "SIGTERM: stopped between trials", log
     return project, result, log
 
 
