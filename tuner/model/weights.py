@@ -56,7 +56,7 @@ def imagenet_source(spec: Backbone, size: int) -> tuple[str, str]:
 def imagenet_file(spec: Backbone, size: int) -> str:
     """The local path of `spec`'s ImageNet notop file, downloaded when it is
     not in Keras' cache yet (raises what the download raises)."""
-    import keras
+    from keras.src.utils import file_utils  # what the applications themselves call
 
     name, origin = imagenet_source(spec, size)
-    return keras.utils.get_file(name, origin, cache_subdir="models")
+    return file_utils.get_file(name, origin, cache_subdir="models")
