@@ -155,7 +155,7 @@ def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=N
         if stopper:
             stopper.install()
         try:
-            model.fit(ds, epochs=plan.epochs, initial_epoch=initial, steps_per_epoch=steps, verbose=0,
+            model.fit(ds, epochs=plan.epochs, initial_epoch=initial, steps_per_epoch=steps, verbose=0, shuffle=False,
                       callbacks=lr + [RefitEpoch(plan, ckpt, rows, log, stopper)])
         finally:
             ckpt.wait()

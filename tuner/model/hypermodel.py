@@ -266,6 +266,7 @@ class FlowerHyperModel(kt.HyperModel):
             steps_per_epoch=steps,
             callbacks=own + list(callbacks or []),
             verbose=0,
+            shuffle=False,  # the pipeline shuffles (Keras would warn that it ignores its own)
         )
 
 
