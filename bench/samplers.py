@@ -58,10 +58,6 @@ def make_oracle(method: str, seed: int, trials: int, directory: str, space_text:
                   epochs=space.train.epochs, start_with=space.start_with)
     if method == "tpe":
         kwargs["study_name"] = "bench"
-    if method == "bayes":
-        # Keras Tuner's own rule (3 x dimensions) over the varying ones only,
-        # not 3 x all 38 declared (114: a random search at any budget here)
-        kwargs["num_initial_points"] = 3 * len(space.varying)
     oracle = cls(**kwargs)
     hp = kt.HyperParameters()
     space.declare(hp)

@@ -264,6 +264,7 @@ parameters:
 """
 
 
+@pytest.mark.slow  # a kill and a resume, like test_early_termination's: `make faults`
 def test_a_tpe_search_killed_at_a_rung_decision_resumes_the_same_study(ten_classes, tmp_path):
     space = write_space(tmp_path / "tpe.yaml", TPE_SPACE)
     project = tmp_path / "proj"
@@ -275,7 +276,7 @@ def test_a_tpe_search_killed_at_a_rung_decision_resumes_the_same_study(ten_class
     bad = run_cli("search", "--plain", *args, "--warm-start", str(tmp_path / "nope"))
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         f"error: --warm-start {tmp_path / 'nope'}: no project there; give the directory of an earlier search"]
-    r = run_cli("search", "--plain", *args)
+    r = run_cli("search", "--plain", *args, timeout=1800)
     assert r.returncode == 0, r.stdout + r.stderr
     assert history_epochs(project / "trial_0") == [1, 2, 3]
     assert history_epochs(project / "trial_1") == [1]
@@ -295,3 +296,33 @@ def test_a_tpe_search_killed_at_a_rung_decision_resumes_the_same_study(ten_class
     assert by_id["0"].value == pytest.approx(kt0["score"])
     finished = [op for op in journal_ops(tmp_path) if op["op_code"] == 6 and op.get("state") in (1, 2, 4)]
     assert len(finished) == 2  # each trial told once
+
+
+# ---------------------------------------------------------------- bayes, kept
+
+
+def test_bayes_models_after_3_draws_per_varying_dimension_and_takes_a_paused_trial(tmp_path):
+    """Keras Tuner would draw 3 x 38 declared dimensions at random (114), and
+    its `_vectorize_trials` has no case for a paused (IDLE) trial: first in
+    the dict it raised UnboundLocalError."""
+    space = parse_space("method: bayes\ntrain: {epochs: 3}\nparameters:\n"
+                        "  learning_rate: {min: 1.0e-4, max: 1.0e-2, distribution: log_uniform_values}\n")
+    cls = __import__("tuner.engine.tuner", fromlist=["TUNERS"]).TUNERS["bayes"][1]
+    oracle = cls(objective=kt.Objective("val_f1", "max"), max_trials=6, seed=1,
+                 early_terminate=EarlyTerminate("hyperband", 1, 3), epochs=3)
+    hp = kt.HyperParameters()
+    space.declare(hp)
+    oracle.update_space(hp)
+    oracle.verbose = 0
+    oracle._set_project_dir(str(tmp_path), "proj")  # noqa: SLF001
+    t0 = oracle.create_trial("tuner0")
+    assert epoch(oracle, "0", 1, 0.3) == "IDLE"  # paused at rung 1
+    end(oracle, t0)
+    for tid in "123":  # EarlyStopping ends each at epoch 1: completed, no place at the rung
+        t = oracle.create_trial("tuner0")
+        assert t.trial_id == tid
+        oracle.update_trial(tid, {"val_f1": 0.1 * int(tid), "tuner/finished": 1.0}, step=1)
+        end(oracle, t)
+    assert oracle.trials["0"].status == "IDLE"
+    t4 = oracle.create_trial("tuner0")  # 3 completed = 3 x 1 varying dimension: the GP's first fit
+    assert t4.status == "RUNNING" and oracle.num_initial_points == 3

@@ -551,7 +551,26 @@ class FlowerRandomSearchOracle(LeasedOracleMixin, BudgetedOracleMixin, StartWith
 
 class FlowerBayesianOptimizationOracle(LeasedOracleMixin, BudgetedOracleMixin, StartWithMixin,
                                        kt_oracles.BayesianOptimizationOracle):
-    pass
+    """Keras Tuner's Gaussian process, with its random start counted over the
+    dimensions that vary (Keras Tuner counts every declared one: 3 x 38 =
+    114 random trials in any shipped space) and paused trials left out of
+    its fit until they are decided."""
+
+    def populate_space(self, trial_id):
+        if not self.num_initial_points:
+            self.num_initial_points = max(3, 3 * len(self._nonfixed_space()))
+        return super().populate_space(trial_id)
+
+    def _vectorize_trials(self):
+        # Keras Tuner has no case for an IDLE (paused) trial: first in the
+        # dict it raised UnboundLocalError, later it took the previous
+        # trial's score.
+        trials = self.trials
+        self.trials = {tid: t for tid, t in trials.items() if t.status != TS.IDLE}
+        try:
+            return super()._vectorize_trials()
+        finally:
+            self.trials = trials
 
 
 class FlowerHyperbandOracle(LeasedOracleMixin, BudgetedOracleMixin, kt_oracles.HyperbandOracle):
