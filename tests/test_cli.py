@@ -27,7 +27,7 @@ def test_help_is_fast_and_imports_no_tensorflow():
 
 @pytest.mark.parametrize("flag", ["--space", "--data", "--project", "--max-trials", "--epochs", "--steps-per-epoch",
                                   "--method", "--strategy", "--max-time", "--weights", "--seed", "--overwrite",
-                                  "--cpu-replicas"])
+                                  "--cpu-replicas", "--warm-start"])
 def test_search_help_names_every_flag(flag):
     r = run_cli("search", "--help")
     assert flag in r.stdout

@@ -66,7 +66,9 @@ def test_shipped_spaces_all_load():
 
 def test_default_space_is_the_study():
     s = load_space("default")
-    assert s.method == "bayes" and s.run_cap == 20 and s.seed == 42
+    assert s.method == "tpe" and s.run_cap == 20 and s.seed == 42
+    assert s.start_with == ({"backbone": "resnet50v2", "optimizer": "nadam", "learning_rate": 1e-3,
+                             "callback": "reduce_lr_on_plateau"},)  # the study's best CPU configuration
     assert (s.objective_name, s.goal) == ("val_f1", "max")
     assert (s.train.epochs, s.train.steps_per_epoch, s.train.batch_per_replica) == (90, 10, 16)
     assert s.params["backbone"].values == ("resnet50", "resnet50v2")
@@ -309,7 +311,7 @@ def test_with_overrides():
     assert s.train.epochs == 90  # the original is untouched
     assert s.with_overrides().fingerprint == s.fingerprint
     assert s.with_overrides(steps_per_epoch=0).train.steps_per_epoch is None
-    assert "method: bayes -> random" in diff(s.to_dict(), o.to_dict())
+    assert "method: tpe -> random" in diff(s.to_dict(), o.to_dict())
 
 
 @pytest.mark.parametrize("kw, words", [

@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-trials", type=_positive_int, help="number of trials (overrides the space's run_cap; may grow on resume)")
     s.add_argument("--epochs", type=_positive_int, help="epochs per trial (overrides the space)")
     s.add_argument("--steps-per-epoch", type=_positive_int, help="training steps per epoch (overrides the space)")
-    s.add_argument("--method", choices=("random", "bayes", "hyperband"), help="search method (overrides the space)")
+    s.add_argument("--method", choices=("tpe", "random", "bayes", "hyperband"), help="search method (overrides the space)")
+    s.add_argument("--warm-start", metavar="OTHER_PROJECT", help="seed TPE's model with the finished trials of an "
+                   "earlier search over the same varying dimensions (method tpe)")
     s.add_argument("--strategy", default="auto", choices=("auto", "tpu", "mirrored", "cpu"),
                    help="distribution strategy (default: auto = TPU, else several GPUs, else one GPU or CPU)")
     s.add_argument("--cpu-replicas", type=_positive_int, help="split the CPU into N logical devices (with --strategy mirrored; also $TUNER_CPU_REPLICAS)")
@@ -335,7 +337,7 @@ def _cmd_search(args) -> int:
         cpu_replicas=args.cpu_replicas, max_time=args.max_time, weights=args.weights, seed=args.seed,
         overwrite=args.overwrite, plain=True if args.plain else None,
         chief=args.chief, connect=args.connect, worker_id=args.worker_id, lease=args.lease,
-        started=process_start(),
+        warm_start=args.warm_start, started=process_start(),
     )
     result = run_search(opts)
     return _stop_code(result.stopped) if result.stopped else 0

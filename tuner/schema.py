@@ -102,6 +102,9 @@ def space_schema() -> dict[str, Any]:
             "hyperband": {**closed, "properties": {"factor": _int(2), "iterations": _int(1)}},
             "early_terminate": {**closed, "required": ["type", "min_iter"], "properties": {
                 "type": {"enum": list(TYPES)}, "min_iter": _int(1), "eta": _int(2), "max_iter": _int(1, null=True)}},
+            "start_with": {"type": "array", "description": "configurations tried first, in order",
+                           "items": {**closed, "minProperties": 1,
+                                     "properties": {name: _value(d) for name, d in dimensions().items()}}},
             "parameters": {**closed, "properties": {name: _spec(d) for name, d in dimensions().items()}},
         },
     }

@@ -43,6 +43,8 @@ class SearchOptions:
     connect: str | None = None  # HOST:PORT: run as a worker of that chief
     worker_id: str | None = None
     lease: float = 300.0  # seconds a worker may stay silent before its trial is handed on
+    #: an earlier project whose finished trials seed a tpe search's sampler
+    warm_start: str | None = None
     #: when --max-time began, in time.monotonic()'s clock: the command's own
     #: start (tuner.engine.clock.process_start); None: when run_search is called
     started: float | None = None
@@ -180,6 +182,7 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
     if opts.role == "worker" and "chief" in opts.worker_id:
         raise TunerError(f"worker id {opts.worker_id!r} may not contain 'chief' (Keras Tuner reserves it)")
     space, project, root, is_demo = prepare(opts, log=progress.log, need_data=opts.role != "chief")
+    warm = _warm_start(opts, space, project)
     from tuner.engine import project as proj
 
     lock = proj.ProjectLock(project) if opts.role != "worker" else contextlib.nullcontext()
@@ -191,7 +194,7 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
         if opts.role != "chief":  # the chief's state is saved at every change: a plain kill is fine
             stopper.install()
         try:
-            return _search(opts, space, project, root, progress, stopper)
+            return _search(opts, space, project, root, progress, stopper, warm=warm)
         finally:
             stopper.uninstall()
             progress.stop()
@@ -285,7 +288,24 @@ def _wipe(project: str) -> None:
         shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
 
 
-def _search(opts, space, project, root, progress, stopper) -> SearchResult:
+def _warm_start(opts: SearchOptions, space, project: str) -> tuple[str, list] | None:
+    """--warm-start's trials, checked before anything slow runs (a worker
+    has no sampler: the chief's oracle asks it)."""
+    if not opts.warm_start or opts.role == "worker":
+        return None
+    if space.method != "tpe":
+        raise TunerError(f"--warm-start seeds TPE's model, and this search's method is {space.method}; "
+                         "use --method tpe (or method: tpe in the space)")
+    source = os.path.abspath(opts.warm_start)
+    if source == os.path.abspath(project):
+        raise TunerError(f"--warm-start {opts.warm_start}: that is this search's own project; "
+                         "give an earlier search's project")
+    from tuner.engine import warm_start
+
+    return source, warm_start.load(source, space.to_dict(), space.objective_name)
+
+
+def _search(opts, space, project, root, progress, stopper, warm=None) -> SearchResult:
     import keras_tuner as kt
 
     from tuner.engine import project as proj
@@ -333,7 +353,9 @@ def _search(opts, space, project, root, progress, stopper) -> SearchResult:
         oracle = oracle_cls(max_epochs=space.train.epochs, factor=space.hyperband.factor,
                             hyperband_iterations=space.hyperband.iterations, **oracle_args)
     else:
-        oracle = oracle_cls(max_trials=space.run_cap, **oracle_args)
+        if space.method == "tpe":
+            oracle_args.update(study_name=space.name, warm_start=warm)
+        oracle = oracle_cls(max_trials=space.run_cap, start_with=space.start_with, **oracle_args)
     oracle.log = progress.log
     try:
         tuner = tuner_cls(

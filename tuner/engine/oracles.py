@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from keras_tuner import oracles as kt_oracles
 from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.src.engine.oracle import Oracle as KTOracle
 
 from tuner.engine.budget import COLD, LATER, WARM, Deadline, EpochCosts, cost_key, fmt_seconds
 from tuner.engine.checkpoint import atomic_write
@@ -446,13 +447,130 @@ class BudgetedOracleMixin:
             self.early.set_state(ours["early_terminate"])
 
 
+class StartWithMixin:
+    """Put before a Keras Tuner oracle that draws values itself (random,
+    bayes): the space's `start_with` configurations are its first trials, in
+    order (dimensions a configuration leaves out are drawn as usual)."""
+
+    def __init__(self, *args, start_with=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.start_with = [dict(c) for c in start_with or ()]
+
+    def populate_space(self, trial_id):
+        response = super().populate_space(trial_id)
+        n = len(self.trials)  # the trials created before this one
+        if response.get("status") == TS.RUNNING and n < len(self.start_with):
+            names = {hp.name for hp in self.hyperparameters.space}
+            given = {k: v for k, v in self.start_with[n].items() if k in names}
+            response = {**response, "values": {**(response.get("values") or {}), **given}}
+        return response
+
+
+class TPEOracle(KTOracle):
+    """Optuna's TPE (`tuner.engine.sampler`) asked for each new trial's values
+    over the dimensions that vary, told every epoch's objective and each
+    trial's end. The study is the project's `optuna.journal`, opened on first
+    use: only the oracle's process (one machine's, or the chief's) writes it."""
+
+    def __init__(self, *args, study_name: str = "flower-tuner", start_with=(), warm_start=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.study_name = study_name
+        self.start_with = [dict(c) for c in start_with or ()]
+        #: (source, [trial dicts]) from `tuner.engine.warm_start`, added once
+        self.warm_start = warm_start
+        self._study = None
+
+    @property
+    def study(self):
+        from tuner.engine import sampler
+
+        if self._study is None:
+            self._study = sampler.Study(
+                sampler.journal_path(self._project_dir), self.study_name, self.objective.direction, self.seed,
+                sampler.distributions(self.hyperparameters.space), sampler.startup_trials(self.max_trials),
+                self.start_with)
+            if self.warm_start:
+                source, trials = self.warm_start
+                added = self._study.add_finished(trials, source)
+                if added:
+                    getattr(self, "log", lambda m: None)(
+                        f"warm start: {added} finished trials of {source} seed the TPE model")
+        return self._study
+
+    def populate_space(self, trial_id):
+        values = {hp.name: hp.default for hp in self.hyperparameters.space}
+        values.update(self.study.ask(trial_id))
+        return {"status": TS.RUNNING, "values": values}
+
+    def update_trial(self, trial_id, metrics, step=0):
+        name = self.objective.name
+        if name in metrics and step:
+            self.study.report(trial_id, int(step), float(metrics[name]))
+        return super().update_trial(trial_id, metrics, step=step)
+
+    def _tell_end(self, tid: str) -> None:
+        """Tell the study how a trial ended, once it is decided: stopped at a
+        rung PRUNED, completed COMPLETE with its score, failed FAIL; a paused
+        one or one waiting for a retry is not told."""
+        from tuner.engine import sampler
+
+        trial = self.trials[tid]
+        early = getattr(self, "early", None)
+        if early is not None and early.state_of(tid) == "stopped":
+            self.study.tell(tid, sampler.PRUNED)
+        elif trial.status == TS.COMPLETED:
+            self.study.tell(tid, sampler.COMPLETE, trial.score)
+        elif trial.status == TS.FAILED:
+            self.study.tell(tid, sampler.FAIL)
+
+    def end_trial(self, trial):
+        super().end_trial(trial)
+        self._tell_end(trial.trial_id)
+
+
+class FlowerTPEOracle(LeasedOracleMixin, BudgetedOracleMixin, TPEOracle):
+    """TPE with leases, early termination and the budget: a trial stopped at
+    a rung is told PRUNED as soon as it is decided, a paused one when it is."""
+
+    @synchronized
+    def update_trial(self, trial_id, metrics, step=0):
+        reply = super().update_trial(trial_id, metrics, step=step)
+        if reply.status == TS.STOPPED and trial_id in self.trials:
+            self._tell_end(trial_id)
+        return reply
+
+    def _finish_paused(self, tid: str) -> None:
+        super()._finish_paused(tid)
+        self._tell_end(tid)
+
+
 # Leases outermost: a report from a worker that lost its trial goes no further.
-class FlowerRandomSearchOracle(LeasedOracleMixin, BudgetedOracleMixin, kt_oracles.RandomSearchOracle):
+class FlowerRandomSearchOracle(LeasedOracleMixin, BudgetedOracleMixin, StartWithMixin, kt_oracles.RandomSearchOracle):
     pass
 
 
-class FlowerBayesianOptimizationOracle(LeasedOracleMixin, BudgetedOracleMixin, kt_oracles.BayesianOptimizationOracle):
-    pass
+class FlowerBayesianOptimizationOracle(LeasedOracleMixin, BudgetedOracleMixin, StartWithMixin,
+                                       kt_oracles.BayesianOptimizationOracle):
+    """Keras Tuner's Gaussian process, with its random start counted over the
+    dimensions that vary (Keras Tuner counts every declared one: 3 x 38 =
+    114 random trials in any shipped space) and paused trials left out of
+    its fit until they are decided."""
+
+    def populate_space(self, trial_id):
+        if not self.num_initial_points:
+            self.num_initial_points = max(3, 3 * len(self._nonfixed_space()))
+        return super().populate_space(trial_id)
+
+    def _vectorize_trials(self):
+        # Keras Tuner has no case for an IDLE (paused) trial: first in the
+        # dict it raised UnboundLocalError, later it took the previous
+        # trial's score.
+        trials = self.trials
+        self.trials = {tid: t for tid, t in trials.items() if t.status != TS.IDLE}
+        try:
+            return super()._vectorize_trials()
+        finally:
+            self.trials = trials
 
 
 class FlowerHyperbandOracle(LeasedOracleMixin, BudgetedOracleMixin, kt_oracles.HyperbandOracle):

@@ -258,12 +258,17 @@ class FlowerBayesianOptimization(FlowerTunerMixin, kt.Tuner):
     pass
 
 
+class FlowerTPESearch(FlowerTunerMixin, kt.Tuner):
+    """Optuna's TPE asked through the oracle (tuner.engine.oracles.FlowerTPEOracle)."""
+
+
 class FlowerHyperband(FlowerTunerMixin, kt.Hyperband):
     """Hyperband's tuner loads the previous bracket's weights when a trial is promoted."""
 
 
 #: method -> (tuner class, oracle class with leases)
 TUNERS = {
+    "tpe": (FlowerTPESearch, oracles.FlowerTPEOracle),
     "random": (FlowerRandomSearch, oracles.FlowerRandomSearchOracle),
     "bayes": (FlowerBayesianOptimization, oracles.FlowerBayesianOptimizationOracle),
     "hyperband": (FlowerHyperband, oracles.FlowerHyperbandOracle),

@@ -123,6 +123,8 @@ class Space:
     text: str = ""
     #: W&B's `early_terminate` (tuner.engine.rungs.EarlyTerminate) or None
     early_terminate: Any = None
+    #: configurations tried first, in order: dimension -> value (validated)
+    start_with: tuple[dict[str, Any], ...] = ()
     varying: tuple[str, ...] = field(init=False)
     fingerprint: str = field(init=False)
 
@@ -150,6 +152,7 @@ class Space:
             "parameters": {n: p.to_dict() for n, p in self.params.items()},
             # only when set, so projects begun before the key existed still match
             **({"early_terminate": self.early_terminate.to_dict()} if self.early_terminate else {}),
+            **({"start_with": [dict(c) for c in self.start_with]} if self.start_with else {}),
         }
 
     def defaults(self) -> dict[str, Any]:

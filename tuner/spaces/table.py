@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-METHODS = ("random", "bayes", "hyperband")
+METHODS = ("tpe", "random", "bayes", "hyperband")
 METRICS = ("val_f1", "val_loss", "val_accuracy", "val_precision", "val_recall")
 GOALS = ("maximize", "minimize")
 DISTRIBUTIONS = ("uniform", "log_uniform_values", "int_uniform")
@@ -17,7 +17,7 @@ CACHE_VALUES = ("auto", "true", "false")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # as tuner.model.precision
 
 TOP_KEYS = ("name", "description", "method", "metric", "run_cap", "seed",
-            "data", "train", "hyperband", "early_terminate", "parameters")
+            "data", "train", "hyperband", "early_terminate", "start_with", "parameters")
 TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_per_replica",
               "validation_steps", "cache", "jit_compile", "precision", "steps_per_execution")
 HYPERBAND_KEYS = ("factor", "iterations")

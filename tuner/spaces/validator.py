@@ -200,11 +200,13 @@ class _Validator:
 
         early = self.early_terminate(doc.get("early_terminate"))
         params = self.parameters(doc.get("parameters"), train)
+        start_with = self.start_with(doc.get("start_with"), params)
         space = Space(name=name, description=description.strip(), path=self.path,
                       method=method, objective_name=objective,
                       goal="max" if goal == "maximize" else "min",
                       run_cap=run_cap, seed=seed, data=data, train=train,
-                      hyperband=hyperband, params=params, text=text, early_terminate=early)
+                      hyperband=hyperband, params=params, text=text, early_terminate=early,
+                      start_with=start_with)
         _check_consistency(space, self.where)
         return space
 
@@ -228,6 +230,47 @@ class _Validator:
             eta=self.int_(et.get("eta", 3), "early_terminate.eta", 2),
             max_iter=self.int_(et.get("max_iter"), "early_terminate.max_iter", 1, null=True),
         )
+
+    def start_with(self, raw: Any, params: dict[str, Param]) -> tuple[dict[str, Any], ...]:
+        """`start_with: [{dimension: value, ...}, ...]`: configurations tried
+        first. Each value must be one the space can draw: within a range (on
+        its step), among a choice, equal to a fixed value."""
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            raise self.fail("start_with", f"{_typename(raw)}, not a list",
+                            "expected a list of mappings of dimension -> value")
+        out = []
+        for i, conf in enumerate(raw):
+            key = f"start_with[{i}]"
+            if not isinstance(conf, dict) or not conf:
+                raise self.fail(key, f"{_typename(conf)}, not a mapping" if not isinstance(conf, dict)
+                                else "empty mapping", "expected dimension: value pairs")
+            self.keys(conf, tuple(params), key + ".", noun="parameter")
+            out.append({name: self.start_value(params[name], v, f"{key}.{name}") for name, v in conf.items()})
+        return tuple(out)
+
+    def start_value(self, p: Param, v: Any, key: str) -> Any:
+        dim = dimensions()[p.name]
+        v = self.value(dim, v, key)
+        if p.kind == "fixed":
+            if v != p.value:
+                raise self.fail(key, f"{_show(v)} but the space fixes {p.name} at {_show(p.value)}",
+                                f"drop it, give {_show(p.value)}, or let {p.name} vary")
+        elif p.kind == "choice":
+            if v not in (p.values or ()):
+                raise self.fail(key, f"{_show(v)} is not among the space's values",
+                                "choose one of " + ", ".join(_show(x) for x in p.values or ()))
+        else:
+            if not p.min <= v <= p.max:
+                raise self.fail(key, f"{_num(v)} is outside the space's range",
+                                f"expected a value in [{_num(p.min)}, {_num(p.max)}]")
+            if p.q is not None:
+                k = (v - p.min) / p.q
+                if abs(k - round(k)) > 1e-8:
+                    raise self.fail(key, f"{_num(v)} is not on the range's step {_num(p.q)}",
+                                    f"expected {_num(p.min)} + a multiple of {_num(p.q)}")
+        return v
 
     # ------------------------------------------------------------- parameters
 
@@ -368,7 +411,7 @@ def _check_consistency(space: Space, where: str) -> None:
     if et is not None:
         if space.method == "hyperband":
             raise SpaceError(f"{where}: early_terminate: cannot be combined with method hyperband "
-                             "(Keras Tuner's Hyperband stops trials itself); use method random or bayes, "
+                             "(Keras Tuner's Hyperband stops trials itself); use method tpe or random, "
                              "or remove early_terminate")
         if p["epochs"].varying:
             # rungs come from train.epochs: trials drawing fewer epochs would
@@ -383,6 +426,9 @@ def _check_consistency(space: Space, where: str) -> None:
         if et.max_iter is not None and et.max_iter < et.min_iter:
             raise SpaceError(f"{where}: early_terminate.max_iter: {et.max_iter} is below min_iter "
                              f"{et.min_iter}; expected an int >= {et.min_iter}")
+    if space.start_with and space.method == "hyperband":
+        raise SpaceError(f"{where}: start_with: cannot be combined with method hyperband (it draws its "
+                         "brackets itself); use method tpe or random, or remove start_with")
     partial = sorted(t for t in p["fine_tune"].possible() if t != "full")
     if partial and set(p["weights"].possible()) == {"none"}:
         raise SpaceError(f"{where}: parameters.fine_tune: {' and '.join(partial)} with weights none "
