@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import keras_tuner as kt
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from keras_tuner.src.protos.v4 import keras_tuner_pb2 as K
 from keras_tuner.src.protos.v4 import service_pb2 as S
@@ -269,6 +269,8 @@ def test_malformed_messages_are_refused_and_change_nothing(chief):
 @pytest.fixture(scope="module")
 def shared_chief(tmp_path_factory):
     c = Chief(tmp_path_factory.mktemp("chief"))
+    running_trial(c, "w1")
+    running_trial(c, "w2")
     yield c
     c.close()
 
@@ -284,20 +286,22 @@ def messages(draw, chief: Chief):
     ones, and garbage. What is drawn never depends on the chief's state
     (Hypothesis replays the same draws); only what is built from it does."""
     method = draw(st.sampled_from(METHODS))
-    tid = draw(st.sampled_from(["0", "1", "2", "3"]) | text)
+    tid = draw(st.sampled_from(["0", "1"]) | st.sampled_from(["0", "1", "2", "3"]) | text)
     if draw(st.integers(0, 2)) == 0:
         return method, draw(st.binary(max_size=64))
     if method == "CreateTrial":
         return method, S.CreateTrialRequest(tuner_id=draw(st.sampled_from(["w1", "w2"]) | text))
     if method == "UpdateTrial":
-        metrics = draw(st.dictionaries(st.sampled_from(NAMES) | text, floats, max_size=4))
+        metrics = draw(st.fixed_dictionaries({"val_f1": st.floats(0, 1)}, optional={
+            "loss": st.floats(0, 10), lease_key("w1"): st.just(1.0), SECONDS_KEY: st.floats(0, 100)})
+            | st.dictionaries(st.sampled_from(NAMES) | text, floats, max_size=4))
         return method, S.UpdateTrialRequest(trial_id=tid, metrics=metrics, step=draw(st.integers(-2, 5)))
     if method == "GetTrial":
         return method, S.GetTrialRequest(trial_id=tid)
     if method == "GetBestTrials":
         return method, S.GetBestTrialsRequest(num_trials=draw(st.integers(-3, 20)))
     if method in ("EndTrial", "UpdateSpace"):
-        status = draw(st.sampled_from(list(K.TrialStatus.values()) + [99]))
+        status = draw(st.sampled_from([K.COMPLETED, K.FAILED]) | st.sampled_from(list(K.TrialStatus.values()) + [99]))
         value = None
         if draw(st.booleans()):
             value = (draw(st.sampled_from(["learning_rate", "optimizer", "image_size", "new"]) | text),
@@ -323,9 +327,10 @@ def messages(draw, chief: Chief):
 def test_any_message_is_answered_and_a_refused_one_changes_nothing(shared_chief, data):
     chief = shared_chief
     method, request = data.draw(messages(chief))
-    metadata = data.draw(st.sampled_from([GOOD, GOOD, GOOD, (), auth.metadata("z" * 43)]))
+    metadata = data.draw(st.sampled_from([GOOD] * 8 + [(), auth.metadata("z" * 43)]))
     before = chief.snapshot()
     code = chief.code(method, request, metadata)
+    event(f"{method}: {code.name}")  # pytest --hypothesis-show-statistics: what the examples reached
     # never an error inside the chief (UNKNOWN, INTERNAL): a check or an answer
     allowed = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT} if metadata == GOOD \
         else {grpc.StatusCode.UNAUTHENTICATED}
@@ -344,33 +349,49 @@ def never_sends(stop: threading.Event):
 
 
 def test_a_stalled_client_does_not_hold_up_the_other_workers(tmp_path):
-    """More stalled calls than the chief has threads, each cancelled after
-    the receive deadline; meanwhile a worker's heartbeats keep its lease
-    (2 s) and its trial completes. Keras Tuner's one-thread server waits for
-    the first stalled message forever: the heartbeats queue behind it and
-    the lease runs out."""
-    chief = Chief(tmp_path, lease=2.0, threads=3, receive_seconds=1.0)
+    """Calls that send their headers and then nothing hold 3 of the chief's
+    4 threads all along; meanwhile a worker's heartbeats keep its lease
+    (2 s) and its trial completes. Keras Tuner's one-thread server waits
+    for the first stalled message: the heartbeats queue behind it and the
+    lease runs out."""
+    chief = Chief(tmp_path, lease=2.0, threads=4, receive_seconds=60.0)
     monitor = LeaseMonitor(chief.oracle, interval=0.2)
     monitor.start()
     stop = threading.Event()
     try:
         stalled = chief.channel.stream_unary("/keras_tuner.Oracle/UpdateTrial")
-        calls = [stalled.future(never_sends(stop), metadata=GOOD, timeout=60) for _ in range(5)]
+        calls = [stalled.future(never_sends(stop), metadata=GOOD, timeout=60) for _ in range(3)]
         tid = running_trial(chief, "w1")
         t0 = time.monotonic()
         while time.monotonic() - t0 < 5.0:  # more than twice the lease
-            beat = chief.call("UpdateTrial", S.UpdateTrialRequest(trial_id=tid, metrics={lease_key("w1"): 0.0}))
+            beat = chief.call("UpdateTrial", S.UpdateTrialRequest(trial_id=tid, metrics={lease_key("w1"): 0.0}),
+                              timeout=1.5)
             assert beat.trial.status == K.RUNNING, "the lease ran out"
             time.sleep(0.3)
+        assert not any(c.done() for c in calls)  # still stalled all along
         chief.call("UpdateTrial", S.UpdateTrialRequest(trial_id=tid, step=2, metrics={"val_f1": 0.8, lease_key("w1"): 2.0}))
         assert chief.code("EndTrial", end_request(chief, tid)) == grpc.StatusCode.OK
         assert chief.oracle.trials[tid].status == "COMPLETED"
         assert not any("lease of trial" in ln for ln in chief.lines), chief.lines
-        for call in calls:  # each cancelled by the chief, not by its own 60 s timeout
-            assert call.exception(timeout=5) is not None and call.code() == grpc.StatusCode.CANCELLED
     finally:
         stop.set()
         monitor.stop()
+        chief.close()
+
+
+def test_a_call_whose_message_never_comes_is_cancelled(tmp_path):
+    """The receive deadline: even with one thread, a stalled call holds it
+    only that long, and the call queued behind it is answered then."""
+    chief = Chief(tmp_path, threads=1, receive_seconds=0.5)
+    stop = threading.Event()
+    try:
+        stalled = chief.channel.stream_unary("/keras_tuner.Oracle/GetSpace").future(
+            never_sends(stop), metadata=GOOD, timeout=60)
+        time.sleep(0.2)
+        assert chief.call("GetSpace", S.GetSpaceRequest(), timeout=5).hyperparameters.space.choice_space
+        assert stalled.exception(timeout=5) is not None and stalled.code() == grpc.StatusCode.CANCELLED
+    finally:
+        stop.set()
         chief.close()
 
 
@@ -438,3 +459,57 @@ def test_insecure_allows_a_chief_on_every_address(tmp_path):
     check_options("worker", "10.0.0.5", ServiceConfig(insecure=True))
     check_options("chief", "::1", ServiceConfig())
     check_options("worker", "localhost", ServiceConfig())
+
+
+# -- a whole search over TLS --------------------------------------------------------
+@pytest.mark.slow  # ~1.5 min of two processes; test_distributed's cluster runs with a token on every make test
+def test_a_worker_completes_a_search_over_tls_while_a_client_stalls_and_another_guesses(flower_root, tmp_path,
+                                                                                        monkeypatch):
+    from test_distributed import free_port, launch
+
+    cert, key = make_certificate(tmp_path)
+    space = tiny_space(tmp_path, epochs=2, steps=2)
+    port = free_port()
+    project = tmp_path / "project"
+    common = ["--space", str(space), "--data", str(flower_root), "--project", str(project), "--lease", "20s"]
+    monkeypatch.setenv("TUNER_TOKEN", TOKEN)  # inherited by both processes, as a user would export it
+    procs = []
+    stop = threading.Event()
+    try:
+        procs.append(launch([*common, "--chief", f"127.0.0.1:{port}", "--max-trials", "2",
+                             "--tls-cert", str(cert), "--tls-key", str(key)], tmp_path / "chief.log"))
+        procs.append(launch([*common, "--connect", f"127.0.0.1:{port}", "--worker-id", "w1", "--tls-ca", str(cert)],
+                            tmp_path / "w1.log"))
+        creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+
+        def hostile() -> None:
+            """Keeps stalled calls open (with the token) and guesses tokens."""
+            with grpc.secure_channel(f"127.0.0.1:{port}", creds) as chan:
+                stalled = chan.stream_unary("/keras_tuner.Oracle/UpdateTrial")
+                guess = G.OracleStub(chan)
+                while not stop.is_set():
+                    for _ in range(10):
+                        stalled.future(never_sends(stop), metadata=GOOD, timeout=120)
+                    try:
+                        guess.CreateTrial(S.CreateTrialRequest(tuner_id="x"), metadata=auth.metadata("g" * 43),
+                                          timeout=5)
+                    except grpc.RpcError:
+                        pass
+                    stop.wait(2.0)
+
+        threading.Thread(target=hostile, daemon=True).start()
+        assert procs[0].wait(timeout=600) == 0, (tmp_path / "chief.log").read_text()
+        assert procs[1].wait(timeout=60) == 0, (tmp_path / "w1.log").read_text()
+    finally:
+        stop.set()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    from test_search import trial_statuses
+
+    assert trial_statuses(project) == {"0": "COMPLETED", "1": "COMPLETED"}
+    chief_log = (tmp_path / "chief.log").read_text()
+    assert "lease of trial" not in chief_log, chief_log
+    assert "refused a call without the chief's token" in chief_log
+    assert not (project / auth.TOKEN_FILE).exists()  # a given token is not written anywhere

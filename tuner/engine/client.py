@@ -31,6 +31,8 @@ class TokenStub:
         self._stub, self._metadata, self._where = stub, auth.metadata(token), where
 
     def __getattr__(self, name: str):
+        if name.startswith("_"):  # not a call (copy and pickle ask before __init__ ran)
+            raise AttributeError(name)
         return functools.partial(self._call, getattr(self._stub, name))
 
     def _call(self, method, request, **kwargs):
