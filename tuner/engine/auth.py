@@ -65,6 +65,8 @@ def _read(path: str) -> str | None:
 
     try:
         text = storage.read_text(path).strip()
+    except PermissionError:
+        raise
     except (OSError, UnicodeDecodeError):
         return None
     return text if TOKEN_RE.fullmatch(text) else None
@@ -89,7 +91,10 @@ def chief_token(project_dir: str, given: str | None) -> tuple[str, bool]:
         if not storage.is_remote(path) and os.path.exists(path):
             os.unlink(path)
         return given, False
-    old = _read(path)
+    try:
+        old = _read(path)
+    except PermissionError:  # another user's file: replaced below
+        old = None
     if old is not None and _owner_only(path):
         return old, True
     token = new_token()
@@ -108,7 +113,11 @@ def worker_token(project_dir: str, given: str | None, log: Callable[[str], None]
     path = token_path(project_dir)
     t0, told = time.monotonic(), False
     while True:
-        token = _read(path)
+        try:
+            token = _read(path)
+        except PermissionError:
+            raise TunerError(f"cannot read {path} (only the chief's user can): pass its token with --token "
+                             f"or ${ENV}") from None
         if token is not None:
             return token
         if time.monotonic() - t0 >= wait:

@@ -257,7 +257,7 @@ class ChiefService:
 
     # -- one call ----------------------------------------------------------
     def _unauthenticated(self, method: str, request_iterator, context) -> NoReturn:
-        self.refusals.note("token", f"refused a call without the chief's token: {method} from {context.peer()}")
+        self.refusals.note("token", f"refused a call without the chief's token: {method[:100]} from {context.peer()}")
         context.abort(grpc.StatusCode.UNAUTHENTICATED, "this chief needs its token (--token or TUNER_TOKEN)")
 
     def _refuse(self, method: str, context, why: str) -> NoReturn:
