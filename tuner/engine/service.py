@@ -209,8 +209,10 @@ class ChiefService:
             interceptors=[_TokenInterceptor(self.token, self._unauthenticated)],
             options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                      ("grpc.so_reuseport", 0),  # a second chief on this port fails, it does not share it
-                     ("grpc.server_handshake_timeout_ms", 20_000),
-                     ("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000)],
+                     # No keepalive pings: a worker frozen for a while (SIGSTOP, a
+                     # suspended VM) would find its connection closed and its next
+                     # report failed, instead of told that its trial moved on.
+                     ("grpc.server_handshake_timeout_ms", 20_000)],
             maximum_concurrent_rpcs=self.config.max_rpcs)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         where = target(host, port)
