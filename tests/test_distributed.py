@@ -71,6 +71,12 @@ def test_chief_and_two_workers_run_each_trial_once(cluster, tmp_path):
     assert sorted(runs) == ["0", "1", "2"], runs  # no trial run twice
     for tid in ("0", "1", "2"):
         assert history_epochs(project / f"trial_{tid}") == [1, 2]
+    # The chief made a token, owner-only, and told the workers' line; the
+    # workers, given none, read it from the shared project.
+    token_file = project / "chief.token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    assert f"workers: TUNER_TOKEN={token_file.read_text().strip()} python -m tuner search --connect 127.0.0.1:" \
+        in (tmp_path / "chief.log").read_text()
     # status names the worker that ran each trial
     r = run_cli("status", "--project", str(project))
     assert r.returncode == 0 and "worker" in r.stdout and ("w1" in r.stdout or "w2" in r.stdout)
@@ -134,8 +140,8 @@ def test_chief_exits_although_an_idle_worker_vanished(cluster, tmp_path):
     workers[idle].send_signal(signal.SIGKILL)
     workers[idle].wait()
     assert workers[runner].wait(timeout=300) == 0, logs[runner].read_text()
-    # The chief drops it after the lease; Keras Tuner checks every 20 s
-    # whether the chief may exit.
+    # The chief drops it after the lease; it checks every 2 s whether it may
+    # exit (Keras Tuner's own chief every 20 s).
     assert chief.wait(timeout=90) == 0, (tmp_path / "chief.log").read_text()
     assert f"worker {idle} has not asked for a trial" in (tmp_path / "chief.log").read_text()
     assert trial_statuses(project) == {"0": "COMPLETED"}

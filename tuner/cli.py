@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--lease", type=parse_duration, default=300.0,
                       help="chief: hand a trial to another worker when its worker has not reported for this "
                            "long (default 5m; keep it well above one epoch)")
+    dist.add_argument("--token", help="the secret every call between the chief and its workers carries (default "
+                      "$TUNER_TOKEN; a chief without one makes one, writes it to PROJECT/chief.token and prints "
+                      "the line for its workers, which also read that file on shared storage)")
+    dist.add_argument("--tls-cert", metavar="FILE", help="chief: serve over TLS with this certificate (PEM)")
+    dist.add_argument("--tls-key", metavar="FILE", help="chief: the certificate's private key (PEM)")
+    dist.add_argument("--tls-ca", metavar="FILE", help="worker: connect over TLS, trusting this certificate "
+                      "(the chief's own, when self-signed)")
+    dist.add_argument("--insecure", action="store_true", help="allow a chief on (or a worker to) an address "
+                      "other than loopback without TLS: the token and results then travel in clear")
 
     sp = sub.add_parser("spaces", help="list the shipped search spaces", description=(
         "List the shipped search spaces, or print the space format as a JSON Schema for editors."))
@@ -337,7 +346,8 @@ def _cmd_search(args) -> int:
         cpu_replicas=args.cpu_replicas, max_time=args.max_time, weights=args.weights, seed=args.seed,
         overwrite=args.overwrite, plain=True if args.plain else None,
         chief=args.chief, connect=args.connect, worker_id=args.worker_id, lease=args.lease,
-        warm_start=args.warm_start, started=process_start(),
+        warm_start=args.warm_start, token=args.token, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        tls_ca=args.tls_ca, insecure=args.insecure, started=process_start(),
     )
     result = run_search(opts)
     return _stop_code(result.stopped) if result.stopped else 0

@@ -45,6 +45,11 @@ class SearchOptions:
     lease: float = 300.0  # seconds a worker may stay silent before its trial is handed on
     #: an earlier project whose finished trials seed a tpe search's sampler
     warm_start: str | None = None
+    token: str | None = None  # the chief's and its workers' shared secret; default $TUNER_TOKEN
+    tls_cert: str | None = None  # chief: its certificate and key (PEM)
+    tls_key: str | None = None
+    tls_ca: str | None = None  # worker: the chief's certificate (or its CA)
+    insecure: bool = False  # allow a chief on / a worker to another machine without TLS
     #: when --max-time began, in time.monotonic()'s clock: the command's own
     #: start (tuner.engine.clock.process_start); None: when run_search is called
     started: float | None = None
@@ -181,6 +186,7 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
         raise TunerError("a worker needs a name: add --worker-id NAME (unique per worker)")
     if opts.role == "worker" and "chief" in opts.worker_id:
         raise TunerError(f"worker id {opts.worker_id!r} may not contain 'chief' (Keras Tuner reserves it)")
+    _security(opts)  # a bad --token or --tls-* flag is one line before anything loads
     space, project, root, is_demo = prepare(opts, log=progress.log, need_data=opts.role != "chief")
     warm = _warm_start(opts, space, project)
     from tuner.engine import project as proj
@@ -234,6 +240,23 @@ def _parse_address(text: str, flag: str) -> tuple[str, str]:
     if not sep or not host or not port.isdigit():
         raise TunerError(f"{flag} expects HOST:PORT, e.g. 10.0.0.5:8000 or 127.0.0.1:8000; got {text!r}")
     return host.strip("[]"), port
+
+
+def _security(opts: SearchOptions):
+    """The chief's server / the worker's channel settings, checked."""
+    from tuner.engine import auth
+    from tuner.engine.service import ServiceConfig, check_options
+
+    if opts.role == "worker" and not auth.WORKER_ID.fullmatch(opts.worker_id):
+        raise TunerError(f"--worker-id {opts.worker_id!r}: 1 to 64 letters, digits or ._- (the chief refuses others)")
+    if opts.role == "local" and opts.token:
+        raise TunerError("--token is for a search on several machines (with --chief or --connect)")
+    config = ServiceConfig(token=auth.given_token(opts.token) if opts.role != "local" else None,
+                           tls_cert=opts.tls_cert, tls_key=opts.tls_key, tls_ca=opts.tls_ca, insecure=opts.insecure)
+    address = opts.chief or opts.connect
+    check_options(opts.role, _parse_address(address, "--chief" if opts.chief else "--connect")[0] if address else None,
+                  config)
+    return config
 
 
 @contextlib.contextmanager
@@ -363,7 +386,7 @@ def _search(opts, space, project, root, progress, stopper, warm=None) -> SearchR
             directory=os.path.dirname(os.path.abspath(project)) if "://" not in project else project.rsplit("/", 1)[0],
             project_name=os.path.basename(project.rstrip("/")),
             distribution_strategy=info.strategy if info.replicas > 1 or info.kind == "tpu" else None,
-            progress=progress, stopper=stopper, heartbeat=max(1.0, opts.lease / 4),
+            progress=progress, stopper=stopper, heartbeat=max(1.0, opts.lease / 4), security=_security(opts),
         )
     except (ValueError, KeyError) as e:  # json.JSONDecodeError is a ValueError
         raise ProjectError(

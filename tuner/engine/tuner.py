@@ -22,8 +22,10 @@ from tuner.engine.errors import Fatal, LeaseLost, Stopped
 from tuner.engine.events import TrialEvents
 from tuner.engine.graphs import forget_trial_graphs, gradient_registry_keys
 from tuner.engine.heartbeat import Heartbeat
+from tuner.engine.auth import given_token
 from tuner.engine.ledger import TimeLedger
 from tuner.engine.ranking import best_of, best_row, oracle_scores
+from tuner.engine.service import ServiceConfig, serve
 from tuner.engine.warm import WarmModels, adopt, graph_key
 from tuner.errors import TunerError
 
@@ -43,10 +45,28 @@ class FlowerTunerMixin:
         self._warm = WarmModels(self.KEEP_WARM)
         self.ledger = TimeLedger()  # where this process's time went (tuner.engine.ledger)
         self.heartbeat = kwargs.pop("heartbeat", 60.0)
+        #: the chief's server and a worker's channel (tuner.engine.service)
+        self.security = kwargs.pop("security", None) or ServiceConfig(token=given_token(None))
         with contextlib.redirect_stdout(io.StringIO()):
             # Keras Tuner's own tuner classes only build their oracle; ours
             # comes ready (with leases), so go straight to Tuner.
             kt.Tuner.__init__(self, *args, **kwargs)
+        if self._is_worker():  # Keras Tuner's client is insecure: ours carries the token
+            from tuner.engine.client import secure_client
+
+            self.oracle = secure_client(self.oracle, self.security)
+
+    def search(self, *fit_args, **fit_kwargs):
+        """Keras Tuner's search; as the chief, served by our server, not
+        Keras Tuner's `start_server` (tuner.engine.service)."""
+        from keras_tuner.src.distribute import utils as dist_utils
+
+        if not dist_utils.is_chief_oracle():
+            return super().search(*fit_args, **fit_kwargs)
+        if "verbose" in fit_kwargs:
+            self.oracle.verbose = fit_kwargs["verbose"]
+        self.save()
+        serve(self.oracle, self.security)
 
     def save(self):
         """Keras Tuner's own save, written atomically (it writes in place,
