@@ -92,3 +92,20 @@ def test_the_chief_declares_the_space_without_building_a_model(tmp_path, monkeyp
               directory=str(tmp_path), project_name="proj", progress=None, stopper=None)
     assert sorted(p.name for p in oracle.hyperparameters.space) == sorted(space.params)
     assert oracle.create_trial("w1").hyperparameters.values["weights"] == str(tmp_path / "missing.h5")
+
+
+def test_a_late_end_from_a_worker_that_lost_its_trial_leaves_the_finished_result(tmp_path):
+    """w1's lease ran out, w2 continued and completed trial 0; w1 wakes up,
+    fails on files that moved on and ends the trial FAILED: the completed
+    result stands (Keras Tuner's EndTrial names no worker)."""
+    oracle = make_oracle(tmp_path, lease=10.0)
+    t = oracle.create_trial("w1")
+    oracle.expire_leases(now=time.time() + 60.0)
+    again = oracle.create_trial("w2")
+    assert again.trial_id == t.trial_id
+    oracle.update_trial(t.trial_id, {"val_f1": 0.5}, step=1)
+    again.status = "COMPLETED"
+    oracle.end_trial(again)
+    late = kt.engine.trial.Trial(hyperparameters=t.hyperparameters.copy(), trial_id=t.trial_id, status="FAILED")
+    oracle.end_trial(late)
+    assert oracle.trials[t.trial_id].status == "COMPLETED" and oracle.trials[t.trial_id].score == 0.5

@@ -56,7 +56,7 @@ def test_of_38_dimensions_the_3_that_vary_are_modelled_after_the_start_up_trials
     n_startup = sampler.startup_trials(20)
     assert n_startup == 6
     early, late = [], []
-    for seed in range(6):
+    for seed in range(12):
         oracle, space = cheap.make_oracle("tpe", seed, 20, fast_dir)
         assert len(oracle.hyperparameters.space) == 38 and len(space.varying) == 3
         seen = cheap.run(oracle, 20, 3, seed)

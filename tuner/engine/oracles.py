@@ -92,6 +92,12 @@ class LeasedOracleMixin:
     def end_trial(self, trial):
         if trial.trial_id not in self._owner and trial.trial_id in self._retry_queue:
             return  # a late report for a trial already handed back to the queue
+        known = self.trials.get(trial.trial_id)
+        if (known is not None and known.status in (TS.COMPLETED, TS.FAILED, TS.INVALID)
+                and all(t.trial_id != trial.trial_id for t in self.ongoing_trials.values())):
+            # A late end from a worker whose trial was handed on and has
+            # finished since (its end names no worker): the result stands.
+            return
         super().end_trial(trial)
         owner = self._owner.pop(trial.trial_id, None)
         if owner is not None:
