@@ -27,8 +27,9 @@ def free_port() -> int:
 
 def launch(args: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tuner", "search", "--plain", *args], cwd=REPO, env=env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    with open(log, "w") as out:  # the child keeps its own copy of the file
+        return subprocess.Popen([sys.executable, "-m", "tuner", "search", "--plain", *args], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
 
 
 def trials_run_by(log: Path) -> list[str]:

@@ -44,7 +44,7 @@ def images(size: int) -> np.ndarray:
 def infer(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The model's inference output (eager: tracing predict for each of these
     large graphs would cost more than the test)."""
-    return keras.ops.convert_to_numpy(model([x], training=False))
+    return keras.ops.convert_to_numpy(model(x, training=False))
 
 
 def stem(model: keras.Model, x: np.ndarray) -> np.ndarray:
