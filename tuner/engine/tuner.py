@@ -176,6 +176,9 @@ class FlowerTunerMixin:
                 raise
             finally:
                 ckpt.wait()  # a failed or interrupted fit leaves no write behind it
+        if epoch_state.stopped:
+            self._warm.put(key, model)
+            raise Stopped(epoch_state.stopped)
         rows = epoch_state.rows
         self._decision = (epoch_state.decision, len(rows))
         self._warm.put(key, model)  # its state is on disk: the next trial of this graph may take it
