@@ -112,8 +112,13 @@ class FlowerTunerMixin:
         except LeaseLost:
             self._lease_lost = True
             raise
+        except Stopped:
+            known = None  # the search ends here: freeing the run's graphs (seconds of gc) is the exit's job
+            raise
         finally:
-            forget_trial_graphs(known)
+            if known is not None:
+                with self.ledger.timing("cleanup"):
+                    forget_trial_graphs(known)
 
     def _train(self, trial, beat, epochs: int | None, initial_epoch: int, started: float) -> dict[str, float]:
         """Build, restore the last epoch checkpoint if any, fit the rest
