@@ -23,11 +23,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-PARTS = ("startup", "build", "restore", "tracing", "training", "validation", "checkpoint", "other")
+PARTS = ("startup", "build", "restore", "setup", "tracing", "training", "validation", "checkpoint", "other")
 LABELS = {
     "startup": "start-up (imports, data checks)",
     "build": "builds",
     "restore": "restores",
+    "setup": "input pipelines and fit's set-up",
     "tracing": "tracing and warm-up",
     "training": "training",
     "validation": "validation",
