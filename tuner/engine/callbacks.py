@@ -44,12 +44,14 @@ class EpochState(keras.callbacks.Callback):
         # by kind (see tuner.engine.budget).
         self._first_of_run = True
         self._built = built
-        self._t0 = self._val0 = time.monotonic()
+        self._t0 = self._val0 = self._ready = time.monotonic()  # built and restored by now
         self._val_seconds = 0.0
         self.ledger = ledger
         self._epochs: list[tuple[float, float]] = []  # this run's (train, validation) seconds
 
     def on_train_begin(self, logs=None):
+        if self.ledger is not None:  # TensorBoard's writer, the input pipelines, fit's own set-up
+            self.ledger.add("setup", time.monotonic() - self._ready)
         # Runs after the trial's own callbacks reset themselves: put their
         # state back as it was at the checkpoint.
         for cb in self.watched:

@@ -23,15 +23,18 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-PARTS = ("startup", "build", "restore", "tracing", "training", "validation", "checkpoint", "other")
+PARTS = ("startup", "build", "restore", "setup", "tracing", "training", "validation", "checkpoint", "cleanup",
+         "other")
 LABELS = {
     "startup": "start-up (imports, data checks)",
     "build": "builds",
     "restore": "restores",
+    "setup": "input pipelines and fit's set-up",
     "tracing": "tracing and warm-up",
     "training": "training",
     "validation": "validation",
     "checkpoint": "checkpoint waits",
+    "cleanup": "freeing a finished run's graphs",
     "other": "other and idle",
 }
 TIME_FILE = "time.json"

@@ -157,9 +157,10 @@ class FlowerTunerMixin:
         # A warm model's first epoch holds no tracing: the budget counts it
         # as any later epoch (a new trial's estimate stays the traced one).
         shown = {k: values[k] for k in self.hypermodel.space.varying if k in values}
-        events = TrialEvents(ckpt.dir, trial.trial_id, shown, objective.name, objective.direction)
         epoch_state = EpochState(self, trial, ckpt, state, epochs, beat, watched, started,
-                                 built=warm is None, events=events, ledger=self.ledger)
+                                 built=warm is None, events=None, ledger=self.ledger)
+        # made after EpochState, so that its time counts as the run's set-up
+        epoch_state.events = TrialEvents(ckpt.dir, trial.trial_id, shown, objective.name, objective.direction)
         epoch_state.write_events()  # what a kill after the last checkpoint kept from TensorBoard
         stopped_early = bool(state and state.get("stop_training"))
         if state and epoch_state.rows:
