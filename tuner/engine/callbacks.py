@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import keras_tuner as kt
 
-from tuner.engine.checkpoint import clean_float
+from tuner.engine.ranking import clean_float
 from tuner.engine import ranking
 
 STATE_COLUMNS = ("loss", "accuracy", "f1", "val_loss", "val_accuracy", "val_f1", "val_precision", "val_recall")

@@ -16,7 +16,6 @@ import csv
 import errno
 import io
 import json
-import math
 import os
 import tempfile
 import threading
@@ -296,9 +295,3 @@ def _json_default(o):
     raise TypeError(type(o).__name__)
 
 
-def clean_float(x: Any) -> float | None:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f

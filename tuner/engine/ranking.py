@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def _number(v: Any) -> float | None:
+def clean_float(v: Any) -> float | None:
     """A comparable value, or None (missing or NaN: never the best)."""
     try:
         f = float(v)
@@ -38,7 +38,7 @@ def best_row(rows: Iterable[Mapping[str, Any]], objective: str, direction: str) 
     the best-epoch file's."""
     best, value = None, None
     for row in sorted(rows, key=lambda r: float(r.get("epoch") or 0)):
-        v = _number(row.get(objective))
+        v = clean_float(row.get(objective))
         if v is not None and (value is None or _better(v, value, direction)):
             best, value = row, v
     return best
@@ -68,7 +68,7 @@ def rank(trials: Iterable[T], direction: str) -> list[T]:
     last."""
 
     def key(t: Any) -> tuple:
-        s = _number(t.score)
+        s = clean_float(t.score)
         if s is None:
             return (1, 0.0, trial_order(t.trial_id))
         return (0, s if direction == "min" else -s, trial_order(t.trial_id))
@@ -102,7 +102,7 @@ def oracle_scores(trials: Mapping[str, Any], objective: str, direction: str) -> 
             rows = [{"epoch": o.step, objective: o.mean()} for o in t.metrics.get_history(objective)]
         row = best_row(rows, objective, direction)
         out.append(Scored(tid, _STATES.get(t.status, "failed"), None if row is None else int(row["epoch"]),
-                          None if row is None else _number(row[objective])))
+                          None if row is None else clean_float(row[objective])))
     return out
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import keras
 
-from tuner.engine.checkpoint import TrialCheckpoint, clean_float, read_history
+from tuner.engine.checkpoint import TrialCheckpoint, read_history
+from tuner.engine.ranking import clean_float
 from tuner.engine.errors import Stopped
 from tuner.errors import ProjectError, TunerError
 
