@@ -197,10 +197,10 @@ def test_a_promoted_trial_whose_next_epoch_does_not_fit_is_not_continued(tmp_pat
         epoch(oracle, tid, 1, f1 / 2, seconds=20.0)
         epoch(oracle, tid, 2, f1, seconds=10.0)
         end(oracle, t)
-    assert oracle._retry_queue == ["0"]  # noqa: SLF001
+    assert oracle.scheduler.queue == ["0"]
     oracle.deadline.at = time.monotonic() + 5.0 + oracle.deadline.tail
     assert oracle.create_trial("tuner0").status == "STOPPED"
-    assert oracle.budget_refused and oracle._retry_queue == ["0"]  # noqa: SLF001
+    assert oracle.budget_refused and oracle.scheduler.queue == ["0"]
 
 
 def test_a_trial_at_the_first_rung_is_joined_while_its_group_fits(tmp_path):

@@ -124,6 +124,11 @@ class EarlyTermination:
     def state_of(self, tid: str) -> str:
         return self.decisions.get(tid, {}).get("state", "running")
 
+    def first_epoch(self) -> int:
+        """The epoch of the first decision (the first rung, or the median
+        rule's first epoch)."""
+        return self.rung_epochs[0] if self.rung_epochs else int(self.config.min_iter)
+
     def paused(self) -> list[str]:
         return [t for r in sorted(self.pending) for t in self.pending[r]]
 
