@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import json
 
+import pytest
+
 from tuner.engine.rungs import CONTINUE, PAUSE, STOP, EarlyTerminate, EarlyTermination, describe_decision
 
 
@@ -128,3 +130,62 @@ def test_state_round_trips_through_json():
     assert again.get_state() == et.get_state()
     assert again.report("1", 2, 0.4) == (PAUSE, [], [])
     assert describe_decision(again.decisions["0"]) == "paused at rung 1 (epoch 2)"
+
+
+def curve(et: EarlyTermination, tid: str, values: list[float]) -> tuple[str, list[str], list[str]]:
+    """Report epochs 1..len(values); the last answer."""
+    for e, v in enumerate(values, 1):
+        out = et.report(tid, e, v)
+    return out
+
+
+def test_a_trial_within_its_own_noise_of_the_cut_off_is_kept_paused_not_stopped():
+    """Rung at epoch 4, best 1 of 3 goes on. Trial 0 jumps about by ~0.2
+    from epoch to epoch; its best (0.52) is 0.03 below the cut-off (trial
+    1's 0.55): a tie within its noise, so it stays paused at the rung.
+    Trial 2, 0.35 below on a smooth curve, stops."""
+    et = hb(min_iter=4, eta=3, epochs=20)
+    curve(et, "0", [0.30, 0.50, 0.35, 0.52])
+    curve(et, "1", [0.40, 0.45, 0.50, 0.55])
+    assert curve(et, "2", [0.05, 0.10, 0.15, 0.20]) == (STOP, ["1"], [])
+    assert et.state_of("0") == "paused" and et.pending[0] == ["0"]
+    assert et.decisions["0"]["noise"] > 0.15
+    assert describe_decision(et.decisions["0"]) == "paused at rung 1 (epoch 4)"
+    # judged again with the next two there: 0.38 below the next cut-off is
+    # more than its noise
+    curve(et, "3", [0.6, 0.7, 0.8, 0.9])
+    assert curve(et, "4", [0.05, 0.06, 0.07, 0.08]) == (STOP, ["3"], ["0"])
+    assert et.state_of("0") == "stopped" and et.pending[0] == []
+
+
+def test_the_same_gap_on_a_smooth_curve_stops_the_trial():
+    et = hb(min_iter=4, eta=3, epochs=20)
+    curve(et, "0", [0.46, 0.48, 0.50, 0.52])  # moves 0.02 an epoch, steadily: no noise
+    curve(et, "1", [0.40, 0.45, 0.50, 0.55])
+    assert curve(et, "2", [0.05, 0.10, 0.15, 0.20]) == (STOP, ["1"], ["0"])
+
+
+def test_a_trial_arriving_within_its_noise_of_the_cut_off_pauses():
+    et = hb(min_iter=4, eta=3, epochs=20)
+    curve(et, "0", [0.40, 0.45, 0.50, 0.55])
+    curve(et, "1", [0.05, 0.10, 0.15, 0.20])
+    assert curve(et, "2", [0.30, 0.50, 0.35, 0.52]) == (PAUSE, ["0"], ["1"])
+    assert et.pending[0] == ["2"] and et.state_of("0") == "promoted"
+
+
+def test_noise_needs_two_differences_and_ignores_a_steady_trend():
+    et = hb(min_iter=4, eta=3, epochs=20)
+    curve(et, "0", [0.1, 0.3])
+    assert et.noise("0", 2) is None  # one difference: no estimate, the ranking decides
+    curve(et, "1", [0.1, 0.2, 0.3, 0.4, 0.5])
+    assert et.noise("1", 5) == pytest.approx(0.0, abs=1e-12)
+    curve(et, "2", [0.5, 0.1, 0.5, 0.1, 0.5, 0.1])  # only the last 4 differences count, up to the epoch
+    assert et.noise("2", 3) == pytest.approx(0.5657, abs=1e-3)
+
+
+def test_the_median_rule_keeps_a_trial_below_the_median_within_its_noise():
+    et = EarlyTermination(EarlyTerminate("median", 4, 3), epochs=10)
+    for tid, v in (("0", 0.5), ("1", 0.6), ("2", 0.7)):
+        curve(et, tid, [v - 0.3, v - 0.2, v - 0.1, v])
+    assert curve(et, "3", [0.40, 0.58, 0.42, 0.57])[0] == CONTINUE  # 0.03 below the median, noise ~0.17
+    assert curve(et, "4", [0.54, 0.55, 0.56, 0.57])[0] == STOP  # the same 0.03 on a smooth curve

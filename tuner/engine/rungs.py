@@ -31,6 +31,9 @@ from typing import Any
 
 CONTINUE, PAUSE, STOP = "continue", "pause", "stop"
 TYPES = ("hyperband", "median")
+#: a trial's noise is the standard deviation of its last NOISE_DIFFS
+#: epoch-to-epoch differences of the signal (at least 2 are needed)
+NOISE_DIFFS = 4
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,6 @@ class EarlyTermination:
 
     # ------------------------------------------------------------ helpers
 
-    def _better(self, a: float, b: float) -> bool:
-        return a > b if self.goal == "max" else a < b
-
     def best_so_far(self, tid: str, epoch: int) -> float | None:
         """Its best value up to `epoch`; NaN epochs count as none (None if
         all are), so the median rule neither counts nor keeps a NaN trial."""
@@ -106,6 +106,34 @@ class EarlyTermination:
         if not vals:
             return None
         return max(vals) if self.goal == "max" else min(vals)
+
+    def noise(self, tid: str, epoch: int) -> float | None:
+        """How much the trial's own signal moves from one epoch to the next
+        by chance, up to `epoch`: the standard deviation of its last
+        NOISE_DIFFS epoch-to-epoch differences (a steady trend adds to each
+        difference alike and drops out; what is left is the noise of a
+        difference between two measurements, which is what comparing a
+        value with a cut-off is). None with fewer than 2 differences: no
+        estimate, the ranking alone decides."""
+        vals = [v for e, v in sorted(self.curves.get(tid, {}).items()) if e <= epoch and _number(v)]
+        diffs = [b - a for a, b in zip(vals, vals[1:])][-NOISE_DIFFS:]
+        if len(diffs) < 2:
+            return None
+        return statistics.stdev(diffs)
+
+    def _worse_by(self, value: float, than: float) -> float:
+        """How much worse `value` is than `than` (negative: better)."""
+        return than - value if self.goal == "max" else value - than
+
+    def _within_noise(self, tid: str, epoch: int, value: float | None, cut: float | None) -> float | None:
+        """The trial's noise when it is worse than the cut-off by no more
+        than that noise (a tie within it: kept), else None."""
+        if not _number(value) or not _number(cut):
+            return None
+        noise = self.noise(tid, epoch)
+        if noise is None or self._worse_by(value, cut) > noise:
+            return None
+        return noise
 
     def _ranked(self, rung: int, tids: list[str]) -> list[str]:
         """Best first; ties go to the trial that reached the rung first; a
@@ -174,11 +202,17 @@ class EarlyTermination:
         return self._close(rung, group, tid)
 
     def _close(self, rung: int, group: list[str], arriving: str | None) -> tuple[str, list[str], list[str]]:
-        """The best len/eta (at least one) of `group` go on, the others stop."""
+        """The best len/eta (at least one) of `group` go on; of the others,
+        one worse than the last kept (the cut-off) by no more than its own
+        noise (`noise`) stays paused at the rung, to be judged again with
+        the next trials there (or, when none will come, promoted next); the
+        rest stop."""
         keep_n = max(1, len(group) // self.config.eta)
         ranked = self._ranked(rung, group)
         keep, drop = ranked[:keep_n], ranked[keep_n:]
         epoch = self.rung_epochs[rung]
+        rec = self.records.get(rung, {})
+        cut = rec.get(keep[-1])
         self.pending[rung] = []
         promote, stopped = [], []
         decision = CONTINUE
@@ -187,6 +221,13 @@ class EarlyTermination:
             if t != arriving:
                 promote.append(t)
         for t in drop:
+            noise = self._within_noise(t, epoch, rec.get(t), cut)
+            if noise is not None:
+                self.pending[rung].append(t)
+                self.decisions[t] = {"state": "paused", "rung": rung, "epoch": epoch, "noise": round(noise, 6)}
+                if t == arriving:
+                    decision = PAUSE
+                continue
             self.decisions[t] = {"state": "stopped", "rung": rung, "epoch": epoch}
             if t == arriving:
                 decision = STOP
@@ -205,7 +246,8 @@ class EarlyTermination:
             return CONTINUE
         mine = self.best_so_far(tid, epoch)
         median = statistics.median(others)
-        if mine is None or self._better(median, mine):
+        noise = self.noise(tid, epoch) or 0.0
+        if mine is None or self._worse_by(mine, median) > noise:
             self.decisions[tid] = {"state": "stopped", "rung": None, "epoch": epoch, "median": median}
             return STOP
         return CONTINUE
