@@ -334,6 +334,7 @@ def test_a_kill_between_the_rung_report_and_the_pause_gives_the_same_decision_on
     ("{type: hyperband, min_iter: 9}", "early_terminate.min_iter: 9 is above the 3 epochs a trial trains"),
     ("{type: hyperband}", "early_terminate.min_iter: missing"),
     ("{type: median, min_iter: 1, patience: 2}", "early_terminate.patience: unknown key"),
+    ("{type: median, min_iter: auto}", "early_terminate.min_iter: auto is for type hyperband; give median an int"),
 ])
 def test_a_malformed_early_terminate_is_one_line(tmp_path, block, message):
     from tuner.errors import SpaceError

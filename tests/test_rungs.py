@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from tuner.engine.rungs import CONTINUE, PAUSE, STOP, EarlyTerminate, EarlyTermination, describe_decision
+from tuner.engine.rungs import (AUTO_FRACTION, CONTINUE, PAUSE, STOP, EarlyTerminate, EarlyTermination, auto_min_iter,
+                                describe_decision)
 
 
 def hb(min_iter=2, eta=3, epochs=20, max_iter=None) -> EarlyTermination:
@@ -189,3 +190,47 @@ def test_the_median_rule_keeps_a_trial_below_the_median_within_its_noise():
         curve(et, tid, [v - 0.3, v - 0.2, v - 0.1, v])
     assert curve(et, "3", [0.40, 0.58, 0.42, 0.57])[0] == CONTINUE  # 0.03 below the median, noise ~0.17
     assert curve(et, "4", [0.54, 0.55, 0.56, 0.57])[0] == STOP  # the same 0.03 on a smooth curve
+
+
+def run_seconds(epochs: int) -> float:
+    """20 s for a run's first epoch (its build and tracing), 10 s a later one."""
+    return 20.0 + (epochs - 1) * 10.0
+
+
+def test_min_iter_auto_is_a_fraction_of_the_epochs_and_at_least_two():
+    assert AUTO_FRACTION == 0.15
+    assert auto_min_iter(90, 3) == 14  # ceil(13.5)
+    assert auto_min_iter(20, 3) == 3
+    assert auto_min_iter(10, 3) == 2 and auto_min_iter(4, 2) == 2
+    assert EarlyTerminate("hyperband", "auto", 3).rungs(90) == [14, 42]
+    assert EarlyTerminate("hyperband", "auto", 3).rungs(2) == []
+    assert EarlyTerminate("hyperband", "auto", 3).to_dict()["min_iter"] == "auto"
+
+
+def test_min_iter_auto_is_lowered_until_eta_trials_reach_it_in_half_the_budget():
+    # 3 trials to epoch r cost 3 x (20 + 10 (r - 1)) s: 300 s (half of 600) hold r = 9
+    assert auto_min_iter(90, 3, budget=600.0, run_seconds=run_seconds) == 9
+    assert 3 * run_seconds(9) <= 300.0 < 3 * run_seconds(10)
+    assert auto_min_iter(90, 3, budget=10_000.0, run_seconds=run_seconds) == 14  # never raised
+    assert auto_min_iter(90, 3, budget=60.0, run_seconds=run_seconds) == 1
+    assert auto_min_iter(90, 3, budget=600.0, run_seconds=lambda r: None) == 14  # no cost known: the fraction
+    assert auto_min_iter(90, 3, budget=None, run_seconds=run_seconds) == 14
+
+
+def test_an_absolute_min_iter_is_not_moved_by_the_budget():
+    et = hb(min_iter=2, eta=3, epochs=20)
+    assert not et.settle_auto(60.0, run_seconds) and et.rung_epochs == [2, 6, 18]
+
+
+def test_auto_rungs_settle_before_the_first_trial_reaches_them_and_then_stay():
+    et = EarlyTermination(EarlyTerminate("hyperband", "auto", 3), 90)
+    assert et.rung_epochs == [14, 42]
+    assert not et.settle_auto(600.0, run_seconds, reached=10)  # a trial is past epoch 9 already
+    assert et.settle_auto(600.0, run_seconds, reached=3) and et.rung_epochs == [9, 27, 81]
+    saved = json.loads(json.dumps(et.get_state()))
+    again = EarlyTermination(EarlyTerminate("hyperband", "auto", 3), 90)
+    again.set_state(saved)
+    assert again.rung_epochs == [9, 27, 81]  # a resume keeps the settled rungs
+    for e in range(1, 10):
+        again.report("0", e, 0.1 * e)
+    assert not again.settle_auto(60.0, run_seconds) and again.rung_epochs == [9, 27, 81]  # a trial reached rung 1

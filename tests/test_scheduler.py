@@ -207,3 +207,19 @@ def test_a_project_saved_before_the_scheduler_resumes_with_its_queue():
     t.s.set_state(ours, legacy_queue=["4", "7"])
     assert t.s.queue == ["7", "4"] and t.s.early.paused() == ["0"]
     assert t.s.choose_trial_to_run().pair() == (RESUME, "7")
+
+
+def test_min_iter_auto_is_settled_from_the_measured_epochs_and_the_budget():
+    """90 epochs: auto puts the first rung at 14. With --max-time 600 s and
+    20 s + 10 s per epoch measured on the first trial, 3 trials reach epoch
+    9 in 300 s: the first rung moves there before trial 0 gets to it."""
+    t = Timeline(et=("hyperband", "auto", 3), epochs=90, budget=600.0)
+    t.s.begin(600.0)
+    assert t.s.early.rung_epochs == [14, 42]  # nothing measured yet
+    t.ask()
+    assert t.epoch("0", 1, 0.1, first=True) == CONTINUE
+    assert t.s.early.rung_epochs == [14, 42]  # a first epoch alone holds the tracing: no estimate
+    for e in range(2, 9):
+        assert t.epoch("0", e, 0.1 * e) == CONTINUE
+    assert t.s.early.rung_epochs == [9, 27, 81]
+    assert t.epoch("0", 9, 0.9) == PAUSE  # the first at the settled rung

@@ -330,8 +330,9 @@ class ScheduledOracleMixin:
     def plan(self, max_time: float | None) -> str | None:
         """What the budget allows, said at the start of a search."""
         parts = []
+        self.scheduler.begin(max_time)
         if self.early is not None:
-            parts.append(self.early.config.describe(self.max_epochs))
+            parts.append(self.early.config.describe(self.max_epochs, self.early.rung_epochs))
         if max_time:
             known = [self.costs.estimate(k) for k in self.costs.keys()]
             known = [k for k in known if k]

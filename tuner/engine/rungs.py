@@ -36,23 +36,57 @@ TYPES = ("hyperband", "median")
 NOISE_DIFFS = 4
 
 
+#: `min_iter: auto`
+AUTO = "auto"
+#: `min_iter: auto` puts the first rung at this fraction of a trial's epochs
+#: (at least epoch 2): where a trial's rank starts to say something about its
+#: final rank. Set from the rank correlations bench/rankcorr.py measures
+#: (BENCHMARKS.md); 0.15 until that measurement is in.
+AUTO_FRACTION = 0.15
+
+
+def auto_min_iter(epochs: int, eta: int, budget: float | None = None,
+                  run_seconds: Callable[[int], float | None] | None = None) -> int:
+    """The first rung of `min_iter: auto`: max(2, ceil(AUTO_FRACTION x
+    epochs)), where trials can be told apart (a first epoch is mostly
+    noise). Then, when the budget (`--max-time`, seconds) and the cost of a
+    run are known (`run_seconds(r)`: seconds for a trial to train r epochs),
+    lowered to the highest epoch r (at least 1) at which `eta` trials, the
+    first rung's group, reach the rung in at most half the budget:
+    eta x run_seconds(r) <= budget / 2. A rung the budget could not fill
+    would leave trials paused there unjudged; the other half is for the
+    trials that go on."""
+    r = max(2, math.ceil(AUTO_FRACTION * epochs))
+    if budget and run_seconds is not None:
+        while r > 1:
+            cost = run_seconds(r)
+            if cost is None or eta * cost <= budget / 2:
+                break
+            r -= 1
+    return r
+
+
 @dataclass(frozen=True)
 class EarlyTerminate:
-    """A space's `early_terminate:`, validated (W&B sweep vocabulary)."""
+    """A space's `early_terminate:`, validated (W&B sweep vocabulary);
+    `min_iter` is an int or AUTO (hyperband only, see `auto_min_iter`)."""
 
     type: str
-    min_iter: int
+    min_iter: int | str
     eta: int = 3
     max_iter: int | None = None
 
-    def rungs(self, epochs: int) -> list[int]:
+    def rungs(self, epochs: int, first: int | None = None) -> list[int]:
         """Epoch counts where hyperband decides: min_iter * eta**k, below the
         trial's last epoch (a trial that trains to the end needs no decision)
-        and not beyond max_iter."""
+        and not beyond max_iter. `first`: the first rung, for `min_iter:
+        auto` (without it, auto is its fraction of the epochs)."""
         if self.type != "hyperband":
             return []
+        if first is None:
+            first = auto_min_iter(epochs, self.eta) if self.min_iter == AUTO else int(self.min_iter)
         top = min(epochs, self.max_iter) if self.max_iter else epochs
-        out, r = [], self.min_iter
+        out, r = [], first
         while r < top:
             out.append(r)
             r *= self.eta
@@ -64,11 +98,13 @@ class EarlyTerminate:
             d["max_iter"] = self.max_iter
         return d
 
-    def describe(self, epochs: int) -> str:
+    def describe(self, epochs: int, rungs: list[int] | None = None) -> str:
+        """`rungs`: the ones in use (`min_iter: auto` may have lowered them)."""
         if self.type == "hyperband":
-            rungs = self.rungs(epochs)
+            rungs = self.rungs(epochs) if rungs is None else rungs
             at = ", ".join(map(str, rungs)) if rungs else "none (min_iter >= epochs)"
-            return f"hyperband early termination: rungs at epochs {at}, best 1/{self.eta} go on"
+            auto = " (min_iter auto)" if self.min_iter == AUTO else ""
+            return f"hyperband early termination: rungs at epochs {at}{auto}, best 1/{self.eta} go on"
         return (f"median stopping: from epoch {self.min_iter}, once {self.eta} trials got there, "
                 "a trial below their median stops")
 
@@ -155,7 +191,26 @@ class EarlyTermination:
     def first_epoch(self) -> int:
         """The epoch of the first decision (the first rung, or the median
         rule's first epoch)."""
-        return self.rung_epochs[0] if self.rung_epochs else int(self.config.min_iter)
+        if self.rung_epochs:
+            return self.rung_epochs[0]
+        return self.epochs if self.config.min_iter == AUTO else int(self.config.min_iter)
+
+    def settle_auto(self, budget: float | None, run_seconds: Callable[[int], float | None] | None,
+                    reached: int = 0) -> bool:
+        """`min_iter: auto`: lower the first rung to what the budget allows
+        (`auto_min_iter`), while no trial has reached it and not below an
+        epoch a trial already passed (`reached`: the highest epoch reported
+        so far). The rungs are saved with the state: once a trial has
+        reached the first rung they stay. True when they changed."""
+        if self.config.min_iter != AUTO or self.config.type != "hyperband" or self.records:
+            return False
+        first = auto_min_iter(self.epochs, self.config.eta, budget, run_seconds)
+        rungs = self.config.rungs(self.epochs, first=first)
+        current = self.rung_epochs[0] if self.rung_epochs else self.epochs
+        if first >= current or first < reached or rungs == self.rung_epochs:
+            return False
+        self.rung_epochs = rungs
+        return True
 
     def paused(self) -> list[str]:
         return [t for r in sorted(self.pending) for t in self.pending[r]]
@@ -291,6 +346,8 @@ class EarlyTermination:
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        if self.config.min_iter == AUTO and state.get("rung_epochs") is not None:
+            self.rung_epochs = [int(r) for r in state["rung_epochs"]]  # settled by the budget: they stay
         self.curves = {t: {int(e): v for e, v in c.items()} for t, c in state.get("curves", {}).items()}
         self.records = {int(r): dict(d) for r, d in state.get("records", {}).items()}
         self.decisions = dict(state.get("decisions", {}))

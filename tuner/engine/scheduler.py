@@ -92,6 +92,30 @@ class Scheduler:
         #: this run ended (or will) because nothing more fits in the time left
         self.budget_refused = False
         self.epochs_this_run = 0
+        #: this run's --max-time in seconds (None: no budget), for `min_iter: auto`
+        self.budget: float | None = None
+
+    def begin(self, budget: float | None) -> None:
+        """The run starts with `budget` seconds (--max-time, or None)."""
+        self.budget = float(budget) if budget else None
+        self._settle_auto(0)
+
+    def _settle_auto(self, reached: int) -> None:
+        """`min_iter: auto` lowered to what the budget allows, once epoch
+        costs are measured (`EarlyTermination.settle_auto`)."""
+        if self.early is None or self.budget is None:
+            return
+        if self.early.settle_auto(self.budget, self._measured_run_seconds, reached):
+            at = ", ".join(map(str, self.early.rung_epochs)) or "none"
+            self.log(f"min_iter auto: rungs at epochs {at}, so that {self.early.config.eta} trials reach "
+                     f"the first in half of the {fmt_seconds(self.budget)} budget")
+
+    def _measured_run_seconds(self, epochs: int) -> float | None:
+        """A run of `epochs` epochs of the dearest kind with a measured later
+        epoch (a first epoch alone holds the tracing: no estimate)."""
+        costs = [self.costs.seconds(k, epochs) for k in self.costs.keys() if self.costs.later.get(k)]
+        costs = [c for c in costs if c is not None]
+        return max(costs) if costs else None
 
     # ------------------------------------------------------------ costs
 
@@ -257,6 +281,8 @@ class Scheduler:
         another runs, a trial arriving alone at a rung may wait for it."""
         if self.early is None or value is None:
             return Result()
+        reached = max([int(epoch)] + [e for c in self.early.curves.values() for e in c])
+        self._settle_auto(reached)
         others_coming = any(t != tid for t in running)
         # Asked with the arriving trial already waiting at its rung: when the
         # endgame would continue it at once, it goes on now instead of
