@@ -1,9 +1,10 @@
 """Early termination of trials: successive halving that pauses, and the
 median stopping rule, decided from each trial's `val_f1` after every epoch.
 
-Pure bookkeeping, no Keras Tuner or TensorFlow: the oracle feeds it every
-epoch's report and asks it what to do when it must pick the next trial, and
-saves its state with its own (`EarlyTermination.get_state`).
+Pure bookkeeping, no Keras Tuner or TensorFlow: the scheduler
+(`tuner.engine.scheduler`) feeds it every epoch's report and asks it what to
+do when it must pick the next trial, and saves its state with its own
+(`EarlyTermination.get_state`).
 
 Why pausing: on one machine trials run one after another, so the
 asynchronous rule (ASHA, W&B's `early_terminate`: go on while fewer than
@@ -19,6 +20,10 @@ Decisions, as the oracle answers a report:
 - PAUSE: end this run of the trial, keep its checkpoint; it is continued
   later if promoted (the oracle queues it);
 - STOP: the trial is finished and scored by its best value so far.
+
+A trial is stopped only when it is worse than the cut-off by more than its
+own noise (`EarlyTermination.noise`); within it, it is a tie and the trial
+stays paused (hyperband) or goes on (median).
 """
 
 from __future__ import annotations
