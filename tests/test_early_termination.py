@@ -197,10 +197,10 @@ def test_a_promoted_trial_whose_next_epoch_does_not_fit_is_not_continued(tmp_pat
         epoch(oracle, tid, 1, f1 / 2, seconds=20.0)
         epoch(oracle, tid, 2, f1, seconds=10.0)
         end(oracle, t)
-    assert oracle._retry_queue == ["0"]  # noqa: SLF001
+    assert oracle.scheduler.queue == ["0"]
     oracle.deadline.at = time.monotonic() + 5.0 + oracle.deadline.tail
     assert oracle.create_trial("tuner0").status == "STOPPED"
-    assert oracle.budget_refused and oracle._retry_queue == ["0"]  # noqa: SLF001
+    assert oracle.budget_refused and oracle.scheduler.queue == ["0"]
 
 
 def test_a_trial_at_the_first_rung_is_joined_while_its_group_fits(tmp_path):
@@ -334,6 +334,7 @@ def test_a_kill_between_the_rung_report_and_the_pause_gives_the_same_decision_on
     ("{type: hyperband, min_iter: 9}", "early_terminate.min_iter: 9 is above the 3 epochs a trial trains"),
     ("{type: hyperband}", "early_terminate.min_iter: missing"),
     ("{type: median, min_iter: 1, patience: 2}", "early_terminate.patience: unknown key"),
+    ("{type: median, min_iter: auto}", "early_terminate.min_iter: auto is for type hyperband; give median an int"),
 ])
 def test_a_malformed_early_terminate_is_one_line(tmp_path, block, message):
     from tuner.errors import SpaceError
@@ -444,3 +445,23 @@ def test_on_one_machine_a_graph_kept_traced_costs_no_tracing_again(tmp_path):
         oracle.deadline.at = time.monotonic() + 15.0 + oracle.deadline.tail
         nxt = oracle.create_trial("tuner0")
         assert (nxt.status == "RUNNING" and nxt.trial_id == "0") == goes_on, (local, nxt.status, nxt.trial_id)
+
+
+def test_an_oracle_json_written_before_the_scheduler_resumes_its_promoted_trial(tmp_path):
+    """The old oracle kept the promoted trial in Keras Tuner's retry queue
+    and no queue of its own: a resumed search continues it first."""
+    oracle = make_oracle(tmp_path, deadline=time.monotonic() + 1000.0)
+    for tid, f1 in (("0", 0.3), ("1", 0.1), ("2", 0.2)):
+        t = oracle.create_trial("tuner0")
+        epoch(oracle, tid, 1, f1 / 2, seconds=20.0)
+        epoch(oracle, tid, 2, f1, seconds=10.0)
+        end(oracle, t)
+    state = json.loads(json.dumps(oracle.get_state()))
+    del state["flower_tuner"]["queue"]
+    state["retry_queue"] = ["0"]  # as the old code wrote it
+    resumed = make_oracle(tmp_path)
+    resumed.trials = oracle.trials
+    resumed.set_state(state)
+    assert resumed._retry_queue == []  # noqa: SLF001 - the scheduler's queue is the only one
+    again = resumed.create_trial("tuner0")
+    assert again.trial_id == "0" and again.status == "RUNNING"

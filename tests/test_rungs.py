@@ -6,7 +6,10 @@ from __future__ import annotations
 import itertools
 import json
 
-from tuner.engine.rungs import CONTINUE, PAUSE, STOP, EarlyTerminate, EarlyTermination, describe_decision
+import pytest
+
+from tuner.engine.rungs import (AUTO_FRACTION, CONTINUE, PAUSE, STOP, EarlyTerminate, EarlyTermination, auto_min_iter,
+                                describe_decision)
 
 
 def hb(min_iter=2, eta=3, epochs=20, max_iter=None) -> EarlyTermination:
@@ -128,3 +131,106 @@ def test_state_round_trips_through_json():
     assert again.get_state() == et.get_state()
     assert again.report("1", 2, 0.4) == (PAUSE, [], [])
     assert describe_decision(again.decisions["0"]) == "paused at rung 1 (epoch 2)"
+
+
+def curve(et: EarlyTermination, tid: str, values: list[float]) -> tuple[str, list[str], list[str]]:
+    """Report epochs 1..len(values); the last answer."""
+    for e, v in enumerate(values, 1):
+        out = et.report(tid, e, v)
+    return out
+
+
+def test_a_trial_within_its_own_noise_of_the_cut_off_is_kept_paused_not_stopped():
+    """Rung at epoch 4, best 1 of 3 goes on. Trial 0 jumps about by ~0.2
+    from epoch to epoch; its best (0.52) is 0.03 below the cut-off (trial
+    1's 0.55): a tie within its noise, so it stays paused at the rung.
+    Trial 2, 0.35 below on a smooth curve, stops."""
+    et = hb(min_iter=4, eta=3, epochs=20)
+    curve(et, "0", [0.30, 0.50, 0.35, 0.52])
+    curve(et, "1", [0.40, 0.45, 0.50, 0.55])
+    assert curve(et, "2", [0.05, 0.10, 0.15, 0.20]) == (STOP, ["1"], [])
+    assert et.state_of("0") == "paused" and et.pending[0] == ["0"]
+    assert et.decisions["0"]["noise"] > 0.15
+    assert describe_decision(et.decisions["0"]) == "paused at rung 1 (epoch 4)"
+    # judged again with the next two there: 0.38 below the next cut-off is
+    # more than its noise
+    curve(et, "3", [0.6, 0.7, 0.8, 0.9])
+    assert curve(et, "4", [0.05, 0.06, 0.07, 0.08]) == (STOP, ["3"], ["0"])
+    assert et.state_of("0") == "stopped" and et.pending[0] == []
+
+
+def test_the_same_gap_on_a_smooth_curve_stops_the_trial():
+    et = hb(min_iter=4, eta=3, epochs=20)
+    curve(et, "0", [0.46, 0.48, 0.50, 0.52])  # moves 0.02 an epoch, steadily: no noise
+    curve(et, "1", [0.40, 0.45, 0.50, 0.55])
+    assert curve(et, "2", [0.05, 0.10, 0.15, 0.20]) == (STOP, ["1"], ["0"])
+
+
+def test_a_trial_arriving_within_its_noise_of_the_cut_off_pauses():
+    et = hb(min_iter=4, eta=3, epochs=20)
+    curve(et, "0", [0.40, 0.45, 0.50, 0.55])
+    curve(et, "1", [0.05, 0.10, 0.15, 0.20])
+    assert curve(et, "2", [0.30, 0.50, 0.35, 0.52]) == (PAUSE, ["0"], ["1"])
+    assert et.pending[0] == ["2"] and et.state_of("0") == "promoted"
+
+
+def test_noise_needs_two_differences_and_ignores_a_steady_trend():
+    et = hb(min_iter=4, eta=3, epochs=20)
+    curve(et, "0", [0.1, 0.3])
+    assert et.noise("0", 2) is None  # one difference: no estimate, the ranking decides
+    curve(et, "1", [0.1, 0.2, 0.3, 0.4, 0.5])
+    assert et.noise("1", 5) == pytest.approx(0.0, abs=1e-12)
+    curve(et, "2", [0.5, 0.1, 0.5, 0.1, 0.5, 0.1])  # only the last 4 differences count, up to the epoch
+    assert et.noise("2", 3) == pytest.approx(0.5657, abs=1e-3)
+
+
+def test_the_median_rule_keeps_a_trial_below_the_median_within_its_noise():
+    et = EarlyTermination(EarlyTerminate("median", 4, 3), epochs=10)
+    for tid, v in (("0", 0.5), ("1", 0.6), ("2", 0.7)):
+        curve(et, tid, [v - 0.3, v - 0.2, v - 0.1, v])
+    assert curve(et, "3", [0.40, 0.58, 0.42, 0.57])[0] == CONTINUE  # 0.03 below the median, noise ~0.17
+    assert curve(et, "4", [0.54, 0.55, 0.56, 0.57])[0] == STOP  # the same 0.03 on a smooth curve
+
+
+def run_seconds(epochs: int) -> float:
+    """20 s for a run's first epoch (its build and tracing), 10 s a later one."""
+    return 20.0 + (epochs - 1) * 10.0
+
+
+def test_min_iter_auto_is_a_fraction_of_the_epochs_and_at_least_two():
+    assert AUTO_FRACTION == 0.15
+    assert auto_min_iter(90, 3) == 14  # ceil(13.5)
+    assert auto_min_iter(20, 3) == 3
+    assert auto_min_iter(10, 3) == 2 and auto_min_iter(4, 2) == 2
+    assert EarlyTerminate("hyperband", "auto", 3).rungs(90) == [14, 42]
+    assert EarlyTerminate("hyperband", "auto", 3).rungs(2) == []
+    assert EarlyTerminate("hyperband", "auto", 3).to_dict()["min_iter"] == "auto"
+
+
+def test_min_iter_auto_is_lowered_until_eta_trials_reach_it_in_half_the_budget():
+    # 3 trials to epoch r cost 3 x (20 + 10 (r - 1)) s: 300 s (half of 600) hold r = 9
+    assert auto_min_iter(90, 3, budget=600.0, run_seconds=run_seconds) == 9
+    assert 3 * run_seconds(9) <= 300.0 < 3 * run_seconds(10)
+    assert auto_min_iter(90, 3, budget=10_000.0, run_seconds=run_seconds) == 14  # never raised
+    assert auto_min_iter(90, 3, budget=60.0, run_seconds=run_seconds) == 1
+    assert auto_min_iter(90, 3, budget=600.0, run_seconds=lambda r: None) == 14  # no cost known: the fraction
+    assert auto_min_iter(90, 3, budget=None, run_seconds=run_seconds) == 14
+
+
+def test_an_absolute_min_iter_is_not_moved_by_the_budget():
+    et = hb(min_iter=2, eta=3, epochs=20)
+    assert not et.settle_auto(60.0, run_seconds) and et.rung_epochs == [2, 6, 18]
+
+
+def test_auto_rungs_settle_before_the_first_trial_reaches_them_and_then_stay():
+    et = EarlyTermination(EarlyTerminate("hyperband", "auto", 3), 90)
+    assert et.rung_epochs == [14, 42]
+    assert not et.settle_auto(600.0, run_seconds, reached=10)  # a trial is past epoch 9 already
+    assert et.settle_auto(600.0, run_seconds, reached=3) and et.rung_epochs == [9, 27, 81]
+    saved = json.loads(json.dumps(et.get_state()))
+    again = EarlyTermination(EarlyTerminate("hyperband", "auto", 3), 90)
+    again.set_state(saved)
+    assert again.rung_epochs == [9, 27, 81]  # a resume keeps the settled rungs
+    for e in range(1, 10):
+        again.report("0", e, 0.1 * e)
+    assert not again.settle_auto(60.0, run_seconds) and again.rung_epochs == [9, 27, 81]  # a trial reached rung 1

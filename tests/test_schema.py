@@ -40,6 +40,7 @@ BASE = "method: random\ntrain: {epochs: 4}\nparameters:\n  backbone: {value: res
 @pytest.mark.parametrize("extra", [
     "paramters: {}\n",                                   # a typo in a top-level key
     "early_terminate: {type: asha, min_iter: 1}\n",      # an unknown type
+    "early_terminate: {type: hyperband, min_iter: soon}\n",  # neither an int nor auto
     "train2: {epochs: 3}\n",
     "  optimizer: {value: adamm}\n",
     "  learning_rate: {min: 0.0, max: 0.1}\n",             # (0, 1]: 0 is out
@@ -71,3 +72,10 @@ def test_a_good_parameter_passes_both(param):
     text = BASE + param
     jsonschema.validate(yaml.safe_load(text), space_schema())
     parse_space(text)
+
+
+@pytest.mark.parametrize("block", ["{type: hyperband, min_iter: auto}", "{type: hyperband, min_iter: 2, eta: 2}"])
+def test_min_iter_auto_or_an_int_passes_both(block):
+    text = BASE + "early_terminate: " + block + "\n"
+    jsonschema.validate(yaml.safe_load(text), space_schema())
+    assert parse_space(text).early_terminate.min_iter in ("auto", 2)

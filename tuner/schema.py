@@ -101,7 +101,10 @@ def space_schema() -> dict[str, Any]:
             }},
             "hyperband": {**closed, "properties": {"factor": _int(2), "iterations": _int(1)}},
             "early_terminate": {**closed, "required": ["type", "min_iter"], "properties": {
-                "type": {"enum": list(TYPES)}, "min_iter": _int(1), "eta": _int(2), "max_iter": _int(1, null=True)}},
+                "type": {"enum": list(TYPES)},
+                "min_iter": {"anyOf": [_int(1), {"const": "auto"}],
+                             "description": "epochs before the first decision, or auto (hyperband)"},
+                "eta": _int(2), "max_iter": _int(1, null=True)}},
             "start_with": {"type": "array", "description": "configurations tried first, in order",
                            "items": {**closed, "minProperties": 1,
                                      "properties": {name: _value(d) for name, d in dimensions().items()}}},

@@ -1,4 +1,5 @@
-"""Keras Tuner's oracles with leases on their trials (see `tuner.engine.leases`)."""
+"""Keras Tuner's oracles as thin adapters: leases on their trials (`tuner.engine.leases`)
+and our scheduler's decisions (`tuner.engine.scheduler`) in Keras Tuner's statuses."""
 
 from __future__ import annotations
 
@@ -11,17 +12,20 @@ from keras_tuner import oracles as kt_oracles
 from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.engine.oracle import Oracle as KTOracle
 
-from tuner.engine.budget import COLD, LATER, WARM, Deadline, EpochCosts, cost_key, fmt_seconds
+from tuner.engine.budget import COLD, LATER, WARM, Deadline, EpochCosts, fmt_seconds
 from tuner.engine.checkpoint import atomic_write
 from tuner.engine.leases import LEASE_PREFIX, LEASES_FILE, lease_key
 from tuner.engine.rungs import CONTINUE, PAUSE, STOP, EarlyTermination, describe_decision
+from tuner.engine.scheduler import NEW, RESUME, WAIT, Scheduler
 from tuner.engine.sync import synchronized
 
 TS = trial_module.TrialStatus
 
 
 class LeasedOracleMixin:
-    """Put before a Keras Tuner oracle class: leases on its trials."""
+    """Put before a Keras Tuner oracle class (and after the scheduler's
+    adapter): leases on its trials. A trial whose lease runs out goes back
+    to the scheduler's queue (`Scheduler.on_trial_lost`)."""
 
     def __init__(self, *args, lease_seconds: float = 300.0, **kwargs):
         super().__init__(*args, **kwargs)
@@ -41,9 +45,6 @@ class LeasedOracleMixin:
         except OSError:
             pass
 
-    def _busy_elsewhere(self, tuner_id: str) -> bool:
-        return any(t != tuner_id for t in self.ongoing_trials) or bool(self._retry_queue)
-
     # -- Keras Tuner's files, written atomically ---------------------
     def save(self):
         atomic_write(self._get_oracle_fname(), json.dumps(self.get_state()))
@@ -57,11 +58,6 @@ class LeasedOracleMixin:
     def create_trial(self, tuner_id):
         self._seen[tuner_id] = time.time()
         trial = super().create_trial(tuner_id)
-        if trial.status == TS.STOPPED and self._busy_elsewhere(tuner_id) and not getattr(self, "budget_refused", False):
-            # Not STOPPED yet: a running trial may still come back (unless
-            # the budget has no room for anything more).
-            self.tuner_ids.add(tuner_id)
-            return trial_module.Trial(hyperparameters=self.hyperparameters.copy(), status=TS.IDLE)
         if trial.status == TS.RUNNING:
             self._owner[trial.trial_id] = tuner_id
             self._last[trial.trial_id] = time.time()
@@ -90,7 +86,7 @@ class LeasedOracleMixin:
 
     @synchronized
     def end_trial(self, trial):
-        if trial.trial_id not in self._owner and trial.trial_id in self._retry_queue:
+        if trial.trial_id not in self._owner and self.scheduler.is_queued(trial.trial_id):
             return  # a late report for a trial already handed back to the queue
         known = self.trials.get(trial.trial_id)
         if (known is not None and known.status in (TS.COMPLETED, TS.FAILED, TS.INVALID)
@@ -121,8 +117,7 @@ class LeasedOracleMixin:
                 self.tuner_ids.discard(tuner_id)
                 self._owner.pop(tid, None)
                 self._last.pop(tid, None)
-                if tid not in self._retry_queue:
-                    self._retry_queue.append(tid)
+                self.scheduler.on_trial_lost(tid)
                 expired.append((tid, tuner_id))
         if expired:
             self.save()
@@ -157,159 +152,113 @@ RUN_KINDS = {0: LATER, 1: COLD, 2: WARM}
 FINISHED_KEY = "tuner/finished"
 
 
-class BudgetedOracleMixin:
-    """Early termination (`tuner.engine.rungs`) and a time budget on top of a
-    Keras Tuner oracle, through Keras Tuner's own signals: `update_trial`
-    answers each epoch's report with RUNNING, IDLE (pause here), STOPPED
-    (finished: stopped early) or INVALID (lease lost, see the lease mixin);
-    `create_trial` starts no trial that cannot reach its first decision in
-    the time left, and continues paused trials instead."""
+class ScheduledOracleMixin:
+    """The adapter between Keras Tuner's oracle and our `Scheduler`
+    (`tuner.engine.scheduler`), which decides; this class only speaks Keras
+    Tuner's signals: `update_trial` answers each epoch's report with RUNNING
+    (CONTINUE), IDLE (PAUSE) or STOPPED (STOP; INVALID comes from the lease
+    mixin); `create_trial` answers the scheduler's NEW (the sampler, through
+    Keras Tuner's own create_trial), RESUME (the trial, RUNNING), WAIT (IDLE,
+    the worker stays and asks again) and NONE (STOPPED, the worker leaves)."""
 
     def __init__(self, *args, early_terminate=None, epochs: int = 1, deadline: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.early = EarlyTermination(early_terminate, epochs, self.objective.direction) if early_terminate else None
         self.max_epochs = epochs
-        self.costs = EpochCosts()
-        # The search passes its Stopper's budget: one deadline, one tail.
-        self.deadline = deadline if isinstance(deadline, Deadline) else Deadline(deadline)
-        self.budget_refused = False  # the search ended because nothing more fits in the time left
-        self.epochs_this_run = 0
-        #: set by the search on one machine: is a trial with these values one
-        #: whose graph the tuner keeps traced (tuner.engine.warm)? A chief
-        #: cannot know where a run lands and counts every run cold.
-        self.is_warm: Callable[[dict], bool] | None = None
         self.log: Callable[[str], None] = lambda m: None
+        # The search passes its Stopper's budget: one deadline, one tail.
+        self.scheduler = Scheduler(
+            self.early, epochs, deadline if isinstance(deadline, Deadline) else Deadline(deadline),
+            values_of=lambda tid: self.trials[tid].hyperparameters.values,
+            cap_reached=lambda: bool(self.max_trials) and len(self.trials) >= self.max_trials,
+            log=lambda m: self.log(m))
 
-    # -- what the time left allows -------------------------------------
-    def _values(self, tid: str) -> dict:
-        return self.trials[tid].hyperparameters.values
+    # -- the scheduler's values, as the search and the tests name them ---
+    @property
+    def deadline(self) -> Deadline:
+        return self.scheduler.deadline
 
-    def _first_decision_epochs(self) -> int:
-        """Epochs a new trial needs before it can be judged."""
-        if self.early is None:
-            return 1
-        if self.early.rung_epochs:
-            return self.early.rung_epochs[0]
-        return min(self.early.config.min_iter, self.max_epochs)
+    @property
+    def costs(self) -> EpochCosts:
+        return self.scheduler.costs
 
-    def _run_cost(self, values: dict, epochs: int) -> float | None:
-        """Seconds for a run of `epochs` epochs of a trial with `values`,
-        from its hand-out to its last epoch's end. On one machine the tuner
-        keeps the graphs it traced last (tuner.engine.warm): a run of one
-        still kept skips the tracing."""
-        warm = bool(values) and self.is_warm is not None and self.is_warm(values)
-        return self.costs.seconds(cost_key(values), epochs, warm=warm)
+    @property
+    def budget_refused(self) -> bool:
+        """The search ended because nothing more fits in the time left."""
+        return self.scheduler.budget_refused
 
-    def _fits(self, values: dict, epochs: int) -> bool:
-        left = self.deadline.left()
-        if left is None:
-            return True
-        cost = self._run_cost(values, epochs)
-        if cost is None:
-            cost = self._any_cost(epochs)
-        return cost is None or cost <= left
+    @property
+    def epochs_this_run(self) -> int:
+        return self.scheduler.epochs_this_run
 
-    def _any_cost(self, epochs: int) -> float | None:
-        """Before a trial of this kind has run: the dearest kind seen, or None
-        (nothing seen: start one and measure)."""
-        costs = [self.costs.seconds(k, epochs) for k in self.costs.keys()]
-        costs = [c for c in costs if c is not None]
-        return max(costs) if costs else None
+    @property
+    def is_warm(self) -> Callable[[dict], bool] | None:
+        """Set by the search on one machine: is a trial with these values one
+        whose graph the tuner keeps traced (tuner.engine.warm)? A chief
+        cannot know where a run lands and counts every run cold."""
+        return self.scheduler.is_warm
 
-    def _continue_epochs(self, tid: str) -> int:
-        """Epochs from a paused trial's rung to its next decision (or its end)."""
-        d = self.early.decisions.get(tid, {})
-        rung = d.get("rung") or 0
-        here = self.early.rung_epochs[rung]
-        nxt = self.early.rung_epochs[rung + 1] if rung + 1 < len(self.early.rung_epochs) else self.max_epochs
-        return max(1, nxt - here)
-
-    def _cap_reached(self) -> bool:
-        return bool(self.max_trials) and len(self.trials) >= self.max_trials
-
-    def _endgame(self) -> bool:
-        """Time left is better spent continuing the best paused trial than
-        starting one more that would leave no time to continue it. A new
-        trial is only judged once `eta` trials meet at the first rung, so
-        what it costs is the runs still missing from that group, not its
-        own run alone: one started without time for the others waits there
-        unjudged, its epochs lost to the trial that goes on. Never before
-        `eta` trials have been compared at the first rung: a budget spent on
-        one configuration is the trap early termination is for."""
-        left = self.deadline.left()
-        if left is None or self.early is None:
-            return False
-        eta = self.early.config.eta
-        if len(self.early.records.get(0, {})) < eta:
-            return False
-        nxt = self.early.next_promotion()
-        if nxt is None:
-            return False
-        values = self._values(nxt[1])
-        first = self._run_cost(values, self._first_decision_epochs())
-        cont = self._run_cost(values, self._continue_epochs(nxt[1]))
-        if first is None or cont is None:
-            return False
-        missing = max(1, eta - len(self.early.pending.get(0, [])))
-        return left < missing * first + cont
+    @is_warm.setter
+    def is_warm(self, fn: Callable[[dict], bool] | None) -> None:
+        self.scheduler.is_warm = fn
 
     def may_start_new(self) -> bool:
-        """Could one more new trial start and reach its first decision?"""
-        return not self._cap_reached() and not self._endgame() and self._fits({}, self._first_decision_epochs())
+        return self.scheduler.may_start_new()
+
+    def _running_elsewhere(self, tuner_id: str | None) -> list[str]:
+        return [t.trial_id for w, t in self.ongoing_trials.items() if w != tuner_id]
 
     def populate_space(self, trial_id):
         response = super().populate_space(trial_id)
-        if response.get("status") == TS.RUNNING and not self._fits(response.get("values") or {},
-                                                                   self._first_decision_epochs()):
-            self.budget_refused = True
+        if response.get("status") == TS.RUNNING and not self.scheduler.new_trial_fits(response.get("values") or {}):
             return {"status": TS.STOPPED, "values": None}
         return response
 
     # -- Keras Tuner's calls -------------------------------------------
     @synchronized
     def create_trial(self, tuner_id):
-        if tuner_id in self.ongoing_trials or self._retry_queue:
-            tid = self.ongoing_trials[tuner_id].trial_id if tuner_id in self.ongoing_trials else self._retry_queue[-1]
-            if not self._fits(self._values(tid), 1):
-                # Not even its next epoch fits: it waits, checkpoint and all,
-                # for the same command with more time.
-                self.budget_refused = True
-                self.tuner_ids.discard(tuner_id)
-                return trial_module.Trial(hyperparameters=self.hyperparameters.copy(), status=TS.STOPPED)
-            return super().create_trial(tuner_id)
-        if not self._cap_reached() and not self._endgame():
-            self.budget_refused = False
+        self._take_retries()
+        current = self.ongoing_trials[tuner_id].trial_id if tuner_id in self.ongoing_trials else None
+        choice = self.scheduler.choose_trial_to_run(self._running_elsewhere(tuner_id), current=current)
+        if choice.action == NEW:
             trial = super().create_trial(tuner_id)
-            if trial.status != TS.STOPPED or self.early is None:
+            if trial.status != TS.STOPPED:
                 return trial
-            self.tuner_ids.add(tuner_id)  # Keras Tuner let it go; a promotion may follow
-        if self._promote_paused():
-            return super().create_trial(tuner_id)
-        if self.early is not None and self.early.paused() and self.deadline.left() is not None:
-            self.budget_refused = True
+            # The sampler (or the budget, seeing its values) gave nothing new.
+            self.tuner_ids.add(tuner_id)
+            choice = self.scheduler.choose_trial_to_run(self._running_elsewhere(tuner_id), sampler_declined=True)
+        for tid in choice.stopped:
+            self._finish_paused(tid)
+        if choice.stopped or choice.action == RESUME:
+            self.save()
+        if choice.action == RESUME:
+            return self._hand_out(tuner_id, choice.trial_id)
+        if choice.action == WAIT:
+            # Not over yet: a running trial may still pause at a rung or come
+            # back from a lost worker.
+            self.tuner_ids.add(tuner_id)
+            return trial_module.Trial(hyperparameters=self.hyperparameters.copy(), status=TS.IDLE)
         self.tuner_ids.discard(tuner_id)
         return trial_module.Trial(hyperparameters=self.hyperparameters.copy(), status=TS.STOPPED)
 
-    def _promote_paused(self) -> bool:
-        """No new trial will start: decide the highest rung's waiting group
-        now, if its best trial has time for at least one more epoch."""
-        if self.early is None:
-            return False
-        nxt = self.early.next_promotion()
-        if nxt is None or not self._fits(self._values(nxt[1]), 1):
-            return False
-        promote, stopped = self.early.close_highest()
-        self._apply(promote, stopped)
+    def _hand_out(self, tuner_id: str, tid: str):
+        """Continue trial `tid` on this worker (Keras Tuner's own hand-out of
+        a retried trial, without its retry queue)."""
+        if self.ongoing_trials.get(tuner_id) is not None and self.ongoing_trials[tuner_id].trial_id == tid:
+            return self.ongoing_trials[tuner_id]
+        self.tuner_ids.add(tuner_id)
+        trial = self.trials[tid]
+        trial.status = TS.RUNNING
+        self.ongoing_trials[tuner_id] = trial
         self.save()
-        return bool(promote)
+        self._display.on_trial_begin(trial)
+        return trial
 
-    def _apply(self, promote: list[str], stopped: list[str]) -> None:
-        for tid in stopped:
-            self._finish_paused(tid)
-        for tid in promote:
-            if tid not in self._retry_queue:
-                self._retry_queue.append(tid)
-            self.log(f"trial {tid} goes on from rung {self.early.decisions[tid]['rung'] + 1}")
+    def _take_retries(self) -> None:
+        """Keras Tuner queues a trial for a retry itself (max_retries_per_trial):
+        the scheduler's queue is the only one."""
+        while self._retry_queue:
+            self.scheduler.on_trial_lost(self._retry_queue.pop(0))
 
     def _finish_paused(self, tid: str) -> None:
         """A paused trial that lost its rung: finished, scored by its best
@@ -337,15 +286,7 @@ class BudgetedOracleMixin:
         if not metrics:
             return trial
         if seconds is not None:
-            key = cost_key(trial.hyperparameters.values)
-            known = bool(self.costs.later.get(key))
-            self.costs.add(key, seconds, kind)
-            self.epochs_this_run += 1
-            left = self.deadline.left()
-            if kind == LATER and not known and left is not None:
-                f, e = self.costs.estimate(key)
-                self.log(f"budget: {fmt_seconds(left)} left, about {int(left // e)} epochs at {e:.1f} s/epoch "
-                         f"({key}; a new trial's first epoch took {f:.0f} s with its build and tracing)")
+            self.scheduler.on_epoch_cost(trial_id, seconds, kind)
         # An epoch trained again after an interruption replaces its first
         # report (Keras Tuner would average the two into the score).
         for name in metrics:
@@ -355,23 +296,20 @@ class BudgetedOracleMixin:
         name = self.objective.name
         if self.early is None or name not in metrics:
             return reply
-        others_coming = any(t.trial_id != trial_id for t in self.ongoing_trials.values())
-        # Asked with the arriving trial already waiting at its rung: when the
-        # endgame would continue it at once, it goes on now instead of
-        # pausing (a rebuild and a restore saved).
-        decision, promote, stopped = self.early.report(
-            trial_id, int(step), float(metrics[name]), may_start_new=lambda: others_coming or self.may_start_new(),
-            finished=finished)
-        self._apply(promote, stopped)
-        if decision != CONTINUE or promote or stopped:
+        running = [t.trial_id for t in self.ongoing_trials.values()]
+        result = self.scheduler.on_trial_result(trial_id, int(step), float(metrics[name]), finished=finished,
+                                                running=running)
+        for tid in result.stopped:
+            self._finish_paused(tid)
+        if result.changed:
             self.save()
-        status = {CONTINUE: TS.RUNNING, PAUSE: TS.IDLE, STOP: TS.STOPPED}[decision]
+        status = {CONTINUE: TS.RUNNING, PAUSE: TS.IDLE, STOP: TS.STOPPED}[result.decision]
         return trial_module.Trial(hyperparameters=trial.hyperparameters, trial_id=trial_id, status=status)
 
     @synchronized
     def end_trial(self, trial):
         tid = trial.trial_id
-        if self.early is not None and trial.status == TS.COMPLETED and self.early.state_of(tid) == "paused":
+        if trial.status == TS.COMPLETED and self.scheduler.on_trial_complete(tid) == "paused":
             # Paused, not finished: scored so far, kept out of the end order.
             old = self.trials[tid]
             old.hyperparameters = trial.hyperparameters
@@ -383,16 +321,18 @@ class BudgetedOracleMixin:
                     self.ongoing_trials.pop(tuner_id)
             self.save()
             return
-        if self.early is not None and trial.status in (TS.FAILED, TS.INVALID):
-            self.early.forget(tid)
+        if trial.status in (TS.FAILED, TS.INVALID):
+            self.scheduler.on_trial_error(tid)
         super().end_trial(trial)
+        self._take_retries()
 
     # -- what the user is told ------------------------------------------
     def plan(self, max_time: float | None) -> str | None:
         """What the budget allows, said at the start of a search."""
         parts = []
+        self.scheduler.begin(max_time)
         if self.early is not None:
-            parts.append(self.early.config.describe(self.max_epochs))
+            parts.append(self.early.config.describe(self.max_epochs, self.early.rung_epochs))
         if max_time:
             known = [self.costs.estimate(k) for k in self.costs.keys()]
             known = [k for k in known if k]
@@ -441,16 +381,14 @@ class BudgetedOracleMixin:
     # -- state, saved in oracle.json -------------------------------------
     def get_state(self):
         state = super().get_state()
-        state["flower_tuner"] = {"costs": self.costs.get_state(),
-                                 "early_terminate": self.early.get_state() if self.early else None}
+        state["flower_tuner"] = self.scheduler.get_state()
         return state
 
     def set_state(self, state):
         super().set_state(state)
-        ours = state.get("flower_tuner") or {}
-        self.costs.set_state(ours.get("costs") or {})
-        if self.early is not None and ours.get("early_terminate"):
-            self.early.set_state(ours["early_terminate"])
+        # Before the scheduler, its queue was Keras Tuner's retry queue.
+        self.scheduler.set_state(state.get("flower_tuner") or {}, legacy_queue=list(self._retry_queue))
+        self._retry_queue = []
 
 
 class StartWithMixin:
@@ -534,7 +472,7 @@ class TPEOracle(KTOracle):
         self._tell_end(trial.trial_id)
 
 
-class FlowerTPEOracle(LeasedOracleMixin, BudgetedOracleMixin, TPEOracle):
+class FlowerTPEOracle(LeasedOracleMixin, ScheduledOracleMixin, TPEOracle):
     """TPE with leases, early termination and the budget: a trial stopped at
     a rung is told PRUNED as soon as it is decided, a paused one when it is."""
 
@@ -551,11 +489,11 @@ class FlowerTPEOracle(LeasedOracleMixin, BudgetedOracleMixin, TPEOracle):
 
 
 # Leases outermost: a report from a worker that lost its trial goes no further.
-class FlowerRandomSearchOracle(LeasedOracleMixin, BudgetedOracleMixin, StartWithMixin, kt_oracles.RandomSearchOracle):
+class FlowerRandomSearchOracle(LeasedOracleMixin, ScheduledOracleMixin, StartWithMixin, kt_oracles.RandomSearchOracle):
     pass
 
 
-class FlowerBayesianOptimizationOracle(LeasedOracleMixin, BudgetedOracleMixin, StartWithMixin,
+class FlowerBayesianOptimizationOracle(LeasedOracleMixin, ScheduledOracleMixin, StartWithMixin,
                                        kt_oracles.BayesianOptimizationOracle):
     """Keras Tuner's Gaussian process, with its random start counted over the
     dimensions that vary (Keras Tuner counts every declared one: 3 x 38 =
@@ -579,5 +517,5 @@ class FlowerBayesianOptimizationOracle(LeasedOracleMixin, BudgetedOracleMixin, S
             self.trials = trials
 
 
-class FlowerHyperbandOracle(LeasedOracleMixin, BudgetedOracleMixin, kt_oracles.HyperbandOracle):
+class FlowerHyperbandOracle(LeasedOracleMixin, ScheduledOracleMixin, kt_oracles.HyperbandOracle):
     """Keras Tuner's Hyperband allots epochs itself: no early_terminate here."""

@@ -1,9 +1,10 @@
 """Early termination of trials: successive halving that pauses, and the
 median stopping rule, decided from each trial's `val_f1` after every epoch.
 
-Pure bookkeeping, no Keras Tuner or TensorFlow: the oracle feeds it every
-epoch's report and asks it what to do when it must pick the next trial, and
-saves its state with its own (`EarlyTermination.get_state`).
+Pure bookkeeping, no Keras Tuner or TensorFlow: the scheduler
+(`tuner.engine.scheduler`) feeds it every epoch's report and asks it what to
+do when it must pick the next trial, and saves its state with its own
+(`EarlyTermination.get_state`).
 
 Why pausing: on one machine trials run one after another, so the
 asynchronous rule (ASHA, W&B's `early_terminate`: go on while fewer than
@@ -19,6 +20,10 @@ Decisions, as the oracle answers a report:
 - PAUSE: end this run of the trial, keep its checkpoint; it is continued
   later if promoted (the oracle queues it);
 - STOP: the trial is finished and scored by its best value so far.
+
+A trial is stopped only when it is worse than the cut-off by more than its
+own noise (`EarlyTermination.noise`); within it, it is a tie and the trial
+stays paused (hyperband) or goes on (median).
 """
 
 from __future__ import annotations
@@ -31,25 +36,62 @@ from typing import Any
 
 CONTINUE, PAUSE, STOP = "continue", "pause", "stop"
 TYPES = ("hyperband", "median")
+#: a trial's noise is the standard deviation of its last NOISE_DIFFS
+#: epoch-to-epoch differences of the signal (at least 2 are needed)
+NOISE_DIFFS = 4
+
+
+#: `min_iter: auto`
+AUTO = "auto"
+#: `min_iter: auto` puts the first rung at this fraction of a trial's epochs
+#: (at least epoch 2): where a trial's rank starts to say something about its
+#: final rank. Set from the rank correlations bench/rankcorr.py measures
+#: (BENCHMARKS.md); 0.15 until that measurement is in.
+AUTO_FRACTION = 0.15
+
+
+def auto_min_iter(epochs: int, eta: int, budget: float | None = None,
+                  run_seconds: Callable[[int], float | None] | None = None) -> int:
+    """The first rung of `min_iter: auto`: max(2, ceil(AUTO_FRACTION x
+    epochs)), where trials can be told apart (a first epoch is mostly
+    noise). Then, when the budget (`--max-time`, seconds) and the cost of a
+    run are known (`run_seconds(r)`: seconds for a trial to train r epochs),
+    lowered to the highest epoch r (at least 1) at which `eta` trials, the
+    first rung's group, reach the rung in at most half the budget:
+    eta x run_seconds(r) <= budget / 2. A rung the budget could not fill
+    would leave trials paused there unjudged; the other half is for the
+    trials that go on."""
+    r = max(2, math.ceil(AUTO_FRACTION * epochs))
+    if budget and run_seconds is not None:
+        while r > 1:
+            cost = run_seconds(r)
+            if cost is None or eta * cost <= budget / 2:
+                break
+            r -= 1
+    return r
 
 
 @dataclass(frozen=True)
 class EarlyTerminate:
-    """A space's `early_terminate:`, validated (W&B sweep vocabulary)."""
+    """A space's `early_terminate:`, validated (W&B sweep vocabulary);
+    `min_iter` is an int or AUTO (hyperband only, see `auto_min_iter`)."""
 
     type: str
-    min_iter: int
+    min_iter: int | str
     eta: int = 3
     max_iter: int | None = None
 
-    def rungs(self, epochs: int) -> list[int]:
+    def rungs(self, epochs: int, first: int | None = None) -> list[int]:
         """Epoch counts where hyperband decides: min_iter * eta**k, below the
         trial's last epoch (a trial that trains to the end needs no decision)
-        and not beyond max_iter."""
+        and not beyond max_iter. `first`: the first rung, for `min_iter:
+        auto` (without it, auto is its fraction of the epochs)."""
         if self.type != "hyperband":
             return []
+        if first is None:
+            first = auto_min_iter(epochs, self.eta) if self.min_iter == AUTO else int(self.min_iter)
         top = min(epochs, self.max_iter) if self.max_iter else epochs
-        out, r = [], self.min_iter
+        out, r = [], first
         while r < top:
             out.append(r)
             r *= self.eta
@@ -61,11 +103,13 @@ class EarlyTerminate:
             d["max_iter"] = self.max_iter
         return d
 
-    def describe(self, epochs: int) -> str:
+    def describe(self, epochs: int, rungs: list[int] | None = None) -> str:
+        """`rungs`: the ones in use (`min_iter: auto` may have lowered them)."""
         if self.type == "hyperband":
-            rungs = self.rungs(epochs)
+            rungs = self.rungs(epochs) if rungs is None else rungs
             at = ", ".join(map(str, rungs)) if rungs else "none (min_iter >= epochs)"
-            return f"hyperband early termination: rungs at epochs {at}, best 1/{self.eta} go on"
+            auto = " (min_iter auto)" if self.min_iter == AUTO else ""
+            return f"hyperband early termination: rungs at epochs {at}{auto}, best 1/{self.eta} go on"
         return (f"median stopping: from epoch {self.min_iter}, once {self.eta} trials got there, "
                 "a trial below their median stops")
 
@@ -96,9 +140,6 @@ class EarlyTermination:
 
     # ------------------------------------------------------------ helpers
 
-    def _better(self, a: float, b: float) -> bool:
-        return a > b if self.goal == "max" else a < b
-
     def best_so_far(self, tid: str, epoch: int) -> float | None:
         """Its best value up to `epoch`; NaN epochs count as none (None if
         all are), so the median rule neither counts nor keeps a NaN trial."""
@@ -106,6 +147,34 @@ class EarlyTermination:
         if not vals:
             return None
         return max(vals) if self.goal == "max" else min(vals)
+
+    def noise(self, tid: str, epoch: int) -> float | None:
+        """How much the trial's own signal moves from one epoch to the next
+        by chance, up to `epoch`: the standard deviation of its last
+        NOISE_DIFFS epoch-to-epoch differences (a steady trend adds to each
+        difference alike and drops out; what is left is the noise of a
+        difference between two measurements, which is what comparing a
+        value with a cut-off is). None with fewer than 2 differences: no
+        estimate, the ranking alone decides."""
+        vals = [v for e, v in sorted(self.curves.get(tid, {}).items()) if e <= epoch and _number(v)]
+        diffs = [b - a for a, b in zip(vals, vals[1:])][-NOISE_DIFFS:]
+        if len(diffs) < 2:
+            return None
+        return statistics.stdev(diffs)
+
+    def _worse_by(self, value: float, than: float) -> float:
+        """How much worse `value` is than `than` (negative: better)."""
+        return than - value if self.goal == "max" else value - than
+
+    def _within_noise(self, tid: str, epoch: int, value: float | None, cut: float | None) -> float | None:
+        """The trial's noise when it is worse than the cut-off by no more
+        than that noise (a tie within it: kept), else None."""
+        if not _number(value) or not _number(cut):
+            return None
+        noise = self.noise(tid, epoch)
+        if noise is None or self._worse_by(value, cut) > noise:
+            return None
+        return noise
 
     def _ranked(self, rung: int, tids: list[str]) -> list[str]:
         """Best first; ties go to the trial that reached the rung first; a
@@ -123,6 +192,30 @@ class EarlyTermination:
 
     def state_of(self, tid: str) -> str:
         return self.decisions.get(tid, {}).get("state", "running")
+
+    def first_epoch(self) -> int:
+        """The epoch of the first decision (the first rung, or the median
+        rule's first epoch)."""
+        if self.rung_epochs:
+            return self.rung_epochs[0]
+        return self.epochs if self.config.min_iter == AUTO else int(self.config.min_iter)
+
+    def settle_auto(self, budget: float | None, run_seconds: Callable[[int], float | None] | None,
+                    reached: int = 0) -> bool:
+        """`min_iter: auto`: lower the first rung to what the budget allows
+        (`auto_min_iter`), while no trial has reached it and not below an
+        epoch a trial already passed (`reached`: the highest epoch reported
+        so far). The rungs are saved with the state: once a trial has
+        reached the first rung they stay. True when they changed."""
+        if self.config.min_iter != AUTO or self.config.type != "hyperband" or self.records:
+            return False
+        first = auto_min_iter(self.epochs, self.config.eta, budget, run_seconds)
+        rungs = self.config.rungs(self.epochs, first=first)
+        current = self.rung_epochs[0] if self.rung_epochs else self.epochs
+        if first >= current or first < reached or rungs == self.rung_epochs:
+            return False
+        self.rung_epochs = rungs
+        return True
 
     def paused(self) -> list[str]:
         return [t for r in sorted(self.pending) for t in self.pending[r]]
@@ -169,11 +262,17 @@ class EarlyTermination:
         return self._close(rung, group, tid)
 
     def _close(self, rung: int, group: list[str], arriving: str | None) -> tuple[str, list[str], list[str]]:
-        """The best len/eta (at least one) of `group` go on, the others stop."""
+        """The best len/eta (at least one) of `group` go on; of the others,
+        one worse than the last kept (the cut-off) by no more than its own
+        noise (`noise`) stays paused at the rung, to be judged again with
+        the next trials there (or, when none will come, promoted next); the
+        rest stop."""
         keep_n = max(1, len(group) // self.config.eta)
         ranked = self._ranked(rung, group)
         keep, drop = ranked[:keep_n], ranked[keep_n:]
         epoch = self.rung_epochs[rung]
+        rec = self.records.get(rung, {})
+        cut = rec.get(keep[-1])
         self.pending[rung] = []
         promote, stopped = [], []
         decision = CONTINUE
@@ -182,6 +281,13 @@ class EarlyTermination:
             if t != arriving:
                 promote.append(t)
         for t in drop:
+            noise = self._within_noise(t, epoch, rec.get(t), cut)
+            if noise is not None:
+                self.pending[rung].append(t)
+                self.decisions[t] = {"state": "paused", "rung": rung, "epoch": epoch, "noise": round(noise, 6)}
+                if t == arriving:
+                    decision = PAUSE
+                continue
             self.decisions[t] = {"state": "stopped", "rung": rung, "epoch": epoch}
             if t == arriving:
                 decision = STOP
@@ -200,7 +306,8 @@ class EarlyTermination:
             return CONTINUE
         mine = self.best_so_far(tid, epoch)
         median = statistics.median(others)
-        if mine is None or self._better(median, mine):
+        noise = self.noise(tid, epoch) or 0.0
+        if mine is None or self._worse_by(mine, median) > noise:
             self.decisions[tid] = {"state": "stopped", "rung": None, "epoch": epoch, "median": median}
             return STOP
         return CONTINUE
@@ -244,6 +351,8 @@ class EarlyTermination:
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        if self.config.min_iter == AUTO and state.get("rung_epochs") is not None:
+            self.rung_epochs = [int(r) for r in state["rung_epochs"]]  # settled by the budget: they stay
         self.curves = {t: {int(e): v for e, v in c.items()} for t, c in state.get("curves", {}).items()}
         self.records = {int(r): dict(d) for r, d in state.get("records", {}).items()}
         self.decisions = dict(state.get("decisions", {}))

@@ -212,7 +212,7 @@ class _Validator:
 
     def early_terminate(self, raw: Any):
         """W&B's `early_terminate: {type, min_iter, eta, max_iter}`."""
-        from tuner.engine.rungs import TYPES, EarlyTerminate
+        from tuner.engine.rungs import AUTO, TYPES, EarlyTerminate
 
         if raw is None:
             return None
@@ -223,10 +223,18 @@ class _Validator:
         kind = self.choice(et["type"], "early_terminate.type", TYPES)
         if "min_iter" not in et:
             raise self.fail("early_terminate.min_iter", "missing",
-                            "expected an int >= 1: the epochs a trial trains before its first decision")
+                            "expected an int >= 1: the epochs a trial trains before its first decision, "
+                            "or auto (hyperband)")
+        if et["min_iter"] == AUTO:
+            if kind != "hyperband":
+                raise self.fail("early_terminate.min_iter", "auto is for type hyperband",
+                                "give median an int >= 1")
+            min_iter: int | str = AUTO
+        else:
+            min_iter = self.int_(et["min_iter"], "early_terminate.min_iter", 1)
         return EarlyTerminate(
             type=kind,
-            min_iter=self.int_(et["min_iter"], "early_terminate.min_iter", 1),
+            min_iter=min_iter,
             eta=self.int_(et.get("eta", 3), "early_terminate.eta", 2),
             max_iter=self.int_(et.get("max_iter"), "early_terminate.max_iter", 1, null=True),
         )
@@ -420,10 +428,10 @@ def _check_consistency(space: Space, where: str) -> None:
                              "come from train.epochs); fix it with {value: N} or leave it out and set "
                              "train.epochs, or remove early_terminate")
         most = max(int(e) for e in p["epochs"].possible()) if "epochs" in p else space.train.epochs
-        if et.min_iter > most:
+        if isinstance(et.min_iter, int) and et.min_iter > most:
             raise SpaceError(f"{where}: early_terminate.min_iter: {et.min_iter} is above the "
                              f"{most} epochs a trial trains; expected an int in [1, {most}]")
-        if et.max_iter is not None and et.max_iter < et.min_iter:
+        if et.max_iter is not None and isinstance(et.min_iter, int) and et.max_iter < et.min_iter:
             raise SpaceError(f"{where}: early_terminate.max_iter: {et.max_iter} is below min_iter "
                              f"{et.min_iter}; expected an int >= {et.min_iter}")
     if space.start_with and space.method == "hyperband":
