@@ -346,6 +346,8 @@ class BudgetedOracleMixin:
                 f, e = self.costs.estimate(key)
                 self.log(f"budget: {fmt_seconds(left)} left, about {int(left // e)} epochs at {e:.1f} s/epoch "
                          f"({key}; a new trial's first epoch took {f:.0f} s with its build and tracing)")
+        if self.objective.name not in metrics:
+            return trial  # an epoch without validation (tuner.engine.validation): its time, no score, no rung
         # An epoch trained again after an interruption replaces its first
         # report (Keras Tuner would average the two into the score).
         for name in metrics:

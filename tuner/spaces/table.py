@@ -19,7 +19,7 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # as tuner.
 TOP_KEYS = ("name", "description", "method", "metric", "run_cap", "seed",
             "data", "train", "hyperband", "early_terminate", "start_with", "parameters")
 TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_per_replica",
-              "validation_steps", "cache", "jit_compile", "precision", "steps_per_execution")
+              "validation_steps", "validate_every", "cache", "jit_compile", "precision", "steps_per_execution")
 HYPERBAND_KEYS = ("factor", "iterations")
 EARLY_KEYS = ("type", "min_iter", "eta", "max_iter")
 METRIC_KEYS = ("name", "goal")
