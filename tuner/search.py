@@ -242,10 +242,11 @@ def _validation_line(space, hypermodel) -> str | None:
     if space.train.validate_every == 1:
         return None
     p = space.params
-    v = {"image_size": p["image_size"].possible()[0], "batch_per_replica": p["batch_per_replica"].possible()[0]}
+    v = {k: p[k].possible()[0] for k in ("image_size", "batch_per_replica", "fine_tune", "weights")}
     val, train = hypermodel.validation_images(v)
     epochs = space.train.epochs
-    return validation.describe(epochs, hypermodel.validation_every(v), hypermodel.rungs(), val, train)
+    every = hypermodel.validation_every(v)
+    return validation.describe(epochs, every, hypermodel.rungs(), val, train, hypermodel.validation_cost(v))
 
 
 def _parse_address(text: str, flag: str) -> tuple[str, str]:

@@ -21,10 +21,14 @@ from collections.abc import Iterable
 
 #: The most of a trial's train + validation time `auto` lets validation take.
 MAX_SHARE = 0.2
-#: Seconds to validate one image over seconds to train on one (forward only,
-#: no gradients, no augmentation): about 1/3 by the usual rule; measured here
-#: with the ledger (BENCHMARKS.md, "Validation's share of the time").
-VAL_COST = 1 / 3
+#: Seconds to validate one image over seconds to train on one, by how much
+#: of the backbone trains: a forward pass against forward and backward (about
+#: 1/3 by the usual rule when it all trains; measured 0.18-0.20 on this CPU),
+#: while a frozen backbone's training step is little more than its forward
+#: pass (measured 0.56 with 2 top blocks trained, 1.1 frozen: BENCHMARKS.md,
+#: "Validation's share of the time"). Rounded up: `auto` errs towards less.
+VAL_COSTS = {"full": 1 / 3, "top": 0.6, "frozen": 1.0}
+VAL_COST = VAL_COSTS["full"]
 
 
 def validation_epochs(epochs: int, every: int, rungs: Iterable[int] = ()) -> list[int]:
@@ -56,19 +60,13 @@ def auto_every(epochs: int, rungs: Iterable[int], val_images: int, train_images:
     return max(1, epochs)
 
 
-def resolve_every(setting: str | int, epochs: int, rungs: Iterable[int], val_images: int,
-                  train_images: int) -> int:
-    """`train.validate_every` (`auto` or k) as k."""
-    if setting == "auto":
-        return auto_every(epochs, rungs, val_images, train_images)
-    return max(1, int(setting))
-
-
-def describe(epochs: int, every: int, rungs: Iterable[int], val_images: int, train_images: int) -> str:
-    """'validation every 4 epochs (and at rungs and the last): 12 of 40 epochs,
-    about 9% of the time' for the search's start."""
+def describe(epochs: int, every: int, rungs: Iterable[int], val_images: int, train_images: int,
+             cost: float = VAL_COST) -> str:
+    """'validation every 9 epochs (and at each rung and the last): 7 of 40
+    epochs, about 19% of a trial's time (...)' for the search's start."""
+    rungs = list(rungs)
     at = validation_epochs(epochs, every, rungs)
-    pct = 100 * share(epochs, every, rungs, val_images, train_images)
+    pct = 100 * share(epochs, every, rungs, val_images, train_images, cost)
     how = "every epoch" if every == 1 else f"every {every} epochs (and at each rung and the last)"
     return (f"validation {how}: {len(at)} of {epochs} epochs, about {math.floor(pct + 0.5)}% of a trial's "
             f"time ({val_images} val images against {train_images} trained per epoch)")

@@ -288,7 +288,16 @@ class FlowerHyperModel(kt.HyperModel):
         setting = getattr(train, "validate_every", 1)
         if setting != "auto":
             return max(1, int(setting))
-        return validation.auto_every(train.epochs, self.rungs(), *self.validation_images(v))
+        return validation.auto_every(train.epochs, self.rungs(), *self.validation_images(v),
+                                     cost=self.validation_cost(v))
+
+    def validation_cost(self, v: dict[str, Any]) -> float:
+        """A validation image's cost in training images, by how much of the
+        backbone trains (weights none trains it all: see `build_model`)."""
+        from tuner.engine import validation
+
+        tuned = v.get("fine_tune", "full") if v.get("weights", "none") not in ("none", None) else "full"
+        return validation.VAL_COSTS.get(tuned, validation.VAL_COST)
 
     def validation_images(self, v: dict[str, Any]) -> tuple[int, int]:
         """(val images scored per validation, images trained per epoch)."""
