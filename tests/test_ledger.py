@@ -60,3 +60,13 @@ def test_a_warm_runs_first_epoch_is_costed_apart_and_cold_until_measured():
     again = EpochCosts()
     again.set_state(costs.get_state())
     assert again.seconds("k", 3, warm=True) == 34.0
+
+
+def test_with_validation_every_k_epochs_the_first_validated_epoch_holds_the_evaluations_tracing():
+    book = ledger.TimeLedger()
+    # validation at epochs 3 and 6 only; the first evaluation (epoch 3) traces
+    book.add_run([(30.0, 0.0), (10.0, 0.0), (10.0, 9.0), (10.0, 0.0), (10.0, 0.0), (10.0, 3.0)],
+                 first_of_build=True)
+    assert book.parts["validation"] == pytest.approx(6.0)
+    assert book.parts["tracing"] == pytest.approx(20.0 + 6.0)
+    assert book.parts["training"] == pytest.approx(60.0)

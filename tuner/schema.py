@@ -95,6 +95,9 @@ def space_schema() -> dict[str, Any]:
                 "steps_per_epoch": _int(1, null=True, description="null: one full pass over train"),
                 "batch_per_replica": _int(1, maximum=1024, description="default: 16"),
                 "validation_steps": _int(1, null=True, description="null: the whole validation split"),
+                "validate_every": {"anyOf": [{"const": "auto"}, _int(1)],
+                                   "description": "validate every k epochs, and at each rung and the last "
+                                                  "(default: 1); auto: within 20% of the time"},
                 "cache": tristate, "jit_compile": tristate,
                 "precision": {"enum": list(PRECISIONS)},
                 "steps_per_execution": {"anyOf": [{"const": "auto"}, _int(1)]},

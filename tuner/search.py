@@ -235,6 +235,20 @@ def _steps_line(space, hypermodel) -> str | None:
             f"{steps_per_execution(asked, kind)}, so that every epoch trains exactly its steps)")
 
 
+def _validation_line(space, hypermodel) -> str | None:
+    """Which epochs validate, when not every one (`train.validate_every`)."""
+    from tuner.engine import validation
+
+    if space.train.validate_every == 1:
+        return None
+    p = space.params
+    v = {k: p[k].possible()[0] for k in ("image_size", "batch_per_replica", "fine_tune", "weights")}
+    val, train = hypermodel.validation_images(v)
+    epochs = space.train.epochs
+    every = hypermodel.validation_every(v)
+    return validation.describe(epochs, every, hypermodel.rungs(), val, train, hypermodel.validation_cost(v))
+
+
 def _parse_address(text: str, flag: str) -> tuple[str, str]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -361,6 +375,7 @@ def _search(opts, space, project, root, progress, stopper, warm=None) -> SearchR
     # A precision this machine cannot run ends the search here, before any trial.
     precision = None if chief else _precision_line(space, hypermodel)
     steps_line = None if chief else _steps_line(space, hypermodel)
+    val_line = None if chief else _validation_line(space, hypermodel)
 
     if opts.role != "worker" and proj.read_meta(project) is None:
         proj.write_meta(project, {"space": space.to_dict(), "space_text": space.text, "data": root,
@@ -414,6 +429,8 @@ def _search(opts, space, project, root, progress, stopper, warm=None) -> SearchR
         progress.log(precision)
     if steps_line:
         progress.log(steps_line)
+    if val_line:
+        progress.log(val_line)
     if opts.role != "worker":
         from tuner.engine import events
 

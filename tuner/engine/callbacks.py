@@ -27,7 +27,7 @@ class EpochState(keras.callbacks.Callback):
     after a kill is reported again, and the oracle replaces it."""
 
     def __init__(self, tuner, trial, ckpt, state, epochs: int, beat, watched: list, started: float,
-                 built: bool = True, events=None, ledger=None):
+                 built: bool = True, events=None, ledger=None, validated=None):
         super().__init__()
         self.tuner, self.trial, self.ckpt, self.beat, self.events = tuner, trial, ckpt, beat, events
         self.rows: list[dict[str, Any]] = list((state or {}).get("rows", []))
@@ -48,6 +48,8 @@ class EpochState(keras.callbacks.Callback):
         self._val_seconds = 0.0
         self.ledger = ledger
         self._epochs: list[tuple[float, float]] = []  # this run's (train, validation) seconds
+        #: the 1-based epochs that validate (tuner.engine.validation); None: every one
+        self.validated = None if validated is None else frozenset(int(e) for e in validated)
 
     def on_train_begin(self, logs=None):
         if self.ledger is not None:  # TensorBoard's writer, the input pipelines, fit's own set-up
@@ -104,7 +106,7 @@ class EpochState(keras.callbacks.Callback):
         cost = now - self._run_started if self._first_of_run else seconds
         kind = 0 if not self._first_of_run else (1 if self._built else 2)
         self.act(self.report(row, cost, kind, finished=bool(self.model.stop_training)), epoch + 1)
-        nxt = self.next_epoch_seconds()
+        nxt = self.next_epoch_seconds(epoch + 2)
         self._first_of_run = False
         stopper = self.tuner.stopper
         if stopper is not None:
@@ -142,14 +144,26 @@ class EpochState(keras.callbacks.Callback):
             if close:
                 self.events.close()
 
-    def next_epoch_seconds(self) -> float | None:
-        """The next epoch's expected seconds: the median of the trial's
-        recent epochs, leaving out its first (it holds the build and the
-        tracing) and this one when it was the first of a run."""
-        past = [float(r["seconds"]) for r in self.rows[1:] if r.get("seconds")]
-        if self._first_of_run and past:
-            past = past[:-1]
-        return statistics.median(past[-5:]) if past else None
+    def next_epoch_seconds(self, epoch: int | None = None) -> float | None:
+        """Epoch `epoch`'s (the next one's) expected seconds: the median of
+        the trial's recent epochs, leaving out its first (it holds the build
+        and the tracing) and this one when it was the first of a run. When
+        not every epoch validates, from the recent epochs that did (or did
+        not) as `epoch` will: a validated epoch may cost twice another."""
+        rows = self.rows[1:]
+        if self._first_of_run and rows:
+            rows = rows[:-1]
+        past = [float(r["seconds"]) for r in rows if r.get("seconds")]
+        if not past:
+            return None
+        if self.validated is not None and epoch is not None:
+            will = epoch in self.validated
+            alike = [float(r["seconds"]) for r in rows if r.get("seconds") and validated_row(r) == will]
+            if alike:
+                return statistics.median(alike[-5:])
+            if will:
+                return 2 * statistics.median(past[-5:])  # none validated yet: a ceiling
+        return statistics.median(past[-5:])
 
     def best_epoch(self) -> int | None:
         """The epoch whose weights are the best-epoch file (`engine.ranking`)."""
@@ -176,6 +190,11 @@ class EpochState(keras.callbacks.Callback):
             self.decision = "paused" if status == "IDLE" else "stopped"
             if self.model is not None:
                 self.model.stop_training = True
+
+
+def validated_row(row: dict[str, Any]) -> bool:
+    """Did this epoch (a history row) validate? Its val_* are None if not."""
+    return any(row.get(k) is not None for k in STATE_COLUMNS if k.startswith("val_"))
 
 
 def callback_state(cb) -> dict[str, Any]:

@@ -31,8 +31,12 @@ class Heartbeat:
         """Send `metrics` (or only a sign of life) to the oracle; returns its
         answer, whose status carries the rung decision (RUNNING, IDLE: pause,
         STOPPED: stopped early). INVALID means the trial is someone else's."""
-        if self.tuner.oracle.objective.name not in metrics:
-            metrics = {}  # a heartbeat only: Keras Tuner insists on the objective
+        from tuner.engine.oracles import SECONDS_KEY
+
+        if self.tuner.oracle.objective.name not in metrics and SECONDS_KEY not in metrics:
+            # A heartbeat only: Keras Tuner insists on the objective. An epoch
+            # without validation still brings its time (our oracles take it).
+            metrics = {}
         metrics[lease_key(self.tuner.tuner_id)] = float(step)
         reply = self.tuner.oracle.update_trial(self.trial.trial_id, metrics, step=step)
         if reply is not None and reply.status == "INVALID":

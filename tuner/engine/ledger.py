@@ -43,8 +43,9 @@ TIME_FILE = "time.json"
 class TimeLedger:
     def __init__(self) -> None:
         self.parts: dict[str, float] = dict.fromkeys(PARTS, 0.0)
-        # later epochs' (train, validation) seconds, for a run of one epoch
-        self._later: list[tuple[float, float]] = []
+        # later epochs' train and validation seconds, for a run of one epoch
+        self._later: list[float] = []
+        self._later_val: list[float] = []
 
     def add(self, part: str, seconds: float) -> None:
         self.parts[part] += max(0.0, float(seconds))
@@ -61,22 +62,28 @@ class TimeLedger:
         """One run's epochs as (train, validation) seconds. The first epoch
         of a run whose model was built for it holds the tracing: its excess
         over the median later epoch goes there (a run of a kept, traced
-        model still refills its caches: the same rule)."""
+        model still refills its caches: the same rule). Train and validation
+        parts apart, and the validation part over the epochs that validated
+        only: with `train.validate_every` the evaluation is traced at the
+        run's first validated epoch, which need not be its first."""
         if not epochs:
             return
-        later = epochs[1:] or self._later[-5:]
-        self._later.extend(epochs[1:])
-        for train, val in epochs[1:]:
-            self.add("training", train)
-            self.add("validation", val)
-        train0, val0 = epochs[0]
+        self._first("training", [t for t, _ in epochs], self._later)
+        self._first("validation", [v for _, v in epochs if v > 0], self._later_val)
+
+    def _first(self, part: str, seconds: list[float], seen: list[float]) -> None:
+        if not seconds:
+            return
+        later = seconds[1:] or seen[-5:]
+        seen.extend(seconds[1:])
+        for s in seconds[1:]:
+            self.add(part, s)
+        first = seconds[0]
         if later:
-            base_t = statistics.median(t for t, _ in later)
-            base_v = statistics.median(v for _, v in later)
-            self.add("tracing", max(0.0, train0 - base_t) + max(0.0, val0 - base_v))
-            train0, val0 = min(train0, base_t), min(val0, base_v)
-        self.add("training", train0)
-        self.add("validation", val0)
+            base = statistics.median(later)
+            self.add("tracing", max(0.0, first - base))
+            first = min(first, base)
+        self.add(part, first)
 
     def close(self, total: float) -> dict[str, float]:
         """The record of a run of `total` seconds: what no part holds is

@@ -287,6 +287,8 @@ class ScheduledOracleMixin:
             return trial
         if seconds is not None:
             self.scheduler.on_epoch_cost(trial_id, seconds, kind)
+        if self.objective.name not in metrics:
+            return trial  # an epoch without validation (tuner.engine.validation): its time, no score, no rung
         # An epoch trained again after an interruption replaces its first
         # report (Keras Tuner would average the two into the score).
         for name in metrics:

@@ -158,7 +158,8 @@ class FlowerTunerMixin:
         # as any later epoch (a new trial's estimate stays the traced one).
         shown = {k: values[k] for k in self.hypermodel.space.varying if k in values}
         epoch_state = EpochState(self, trial, ckpt, state, epochs, beat, watched, started,
-                                 built=warm is None, events=None, ledger=self.ledger)
+                                 built=warm is None, events=None, ledger=self.ledger,
+                                 validated=self.hypermodel.validation_epochs(values, epochs))
         # made after EpochState, so that its time counts as the run's set-up
         epoch_state.events = TrialEvents(ckpt.dir, trial.trial_id, shown, objective.name, objective.direction)
         epoch_state.write_events()  # what a kill after the last checkpoint kept from TensorBoard

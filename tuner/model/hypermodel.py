@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -256,18 +257,66 @@ class FlowerHyperModel(kt.HyperModel):
         own = trial_callbacks(v)
         if watched is not None:
             watched.extend(own)
-        # val_ds already stops after `validation_steps` batches: read to its
-        # end, its cache completes (Keras would stop one batch short of that).
-        return model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            callbacks=own + list(callbacks or []),
-            verbose=0,
-            shuffle=False,  # the pipeline shuffles (Keras would warn that it ignores its own)
-        )
+        at = self.validation_epochs(v, epochs)
+        with warnings.catch_warnings():
+            if len(at) < epochs:
+                # ReduceLROnPlateau and EarlyStopping warn at every epoch
+                # without validation; they count patience in validations.
+                warnings.filterwarnings("ignore", message=r"(Early stopping|Learning rate reduction is) "
+                                        r"conditioned on metric `val_")
+            # val_ds already stops after `validation_steps` batches: read to its
+            # end, its cache completes (Keras would stop one batch short of that).
+            return model.fit(
+                train_ds,
+                validation_data=val_ds,
+                validation_freq=1 if len(at) == epochs else at,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                callbacks=own + list(callbacks or []),
+                verbose=0,
+                shuffle=False,  # the pipeline shuffles (Keras would warn that it ignores its own)
+            )
+
+    def validation_every(self, v: dict[str, Any]) -> int:
+        """`train.validate_every` as k for a trial's values (`values`):
+        `auto` from its images trained per epoch and the val images scored
+        (tuner.engine.validation)."""
+        from tuner.engine import validation
+
+        train = self.space.train
+        setting = getattr(train, "validate_every", 1)
+        if setting != "auto":
+            return max(1, int(setting))
+        return validation.auto_every(train.epochs, self.rungs(), *self.validation_images(v),
+                                     cost=self.validation_cost(v))
+
+    def validation_cost(self, v: dict[str, Any]) -> float:
+        """A validation image's cost in training images, by how much of the
+        backbone trains (weights none trains it all: see `build_model`)."""
+        from tuner.engine import validation
+
+        tuned = v.get("fine_tune", "full") if v.get("weights", "none") not in ("none", None) else "full"
+        return validation.VAL_COSTS.get(tuned, validation.VAL_COST)
+
+    def validation_images(self, v: dict[str, Any]) -> tuple[int, int]:
+        """(val images scored per validation, images trained per epoch)."""
+        batch = self.global_batch(v)
+        val = self.data_factory(int(v["image_size"])).count("val")
+        k = self.space.train.validation_steps
+        return (min(val, k * batch) if k else val), self.steps_per_epoch(v) * batch
+
+    def rungs(self) -> list[int]:
+        """The early-termination rungs' epochs, as the oracle sets them."""
+        et = self.space.early_terminate
+        return et.rungs(self.space.train.epochs) if et is not None else []
+
+    def validation_epochs(self, v: dict[str, Any], epochs: int) -> list[int]:
+        """The 1-based epochs of a run to `epochs` that validate: a function
+        of the epoch alone, so a resumed trial validates the same ones."""
+        from tuner.engine import validation
+
+        return validation.validation_epochs(epochs, self.validation_every(v), self.rungs())
 
 
 def train_dataset(data, v: dict[str, Any], batch: int, cache: bool | str, seed: int,

@@ -82,6 +82,9 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # None: one full pass over train
     batch_per_replica: int = 16
     validation_steps: int | None = None  # None: the whole validation split
+    #: validate every k epochs (and at each rung and the last); "auto": the
+    #: smallest k that keeps validation within 20% (tuner.engine.validation)
+    validate_every: str | int = 1
     cache: str | bool = "auto"  # "auto", True or False
     #: XLA: "auto" is Keras' choice; compiling costs tens of seconds per trial
     #: on a CPU, which dominates very short trials.

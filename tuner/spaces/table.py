@@ -19,7 +19,7 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # as tuner.
 TOP_KEYS = ("name", "description", "method", "metric", "run_cap", "seed",
             "data", "train", "hyperband", "early_terminate", "start_with", "parameters")
 TRAIN_KEYS = ("epochs", "steps_per_epoch", "batch_per_replica",
-              "validation_steps", "cache", "jit_compile", "precision", "steps_per_execution")
+              "validation_steps", "validate_every", "cache", "jit_compile", "precision", "steps_per_execution")
 HYPERBAND_KEYS = ("factor", "iterations")
 EARLY_KEYS = ("type", "min_iter", "eta", "max_iter")
 METRIC_KEYS = ("name", "goal")
@@ -136,9 +136,9 @@ _CORE: tuple[Dimension, ...] = (
               "training callback, as in the original study",
               choices=("early_stopping", "lr_schedule", "reduce_lr_on_plateau", "none"),
               null_is_none=True),
-    Dimension("es_patience", "int", 2, "EarlyStopping patience (epochs)", min=0),
+    Dimension("es_patience", "int", 2, "EarlyStopping patience, in validations (train.validate_every)", min=0),
     Dimension("plateau_patience", "int", 10,
-              "ReduceLROnPlateau patience (epochs)", min=0),
+              "ReduceLROnPlateau patience, in validations (train.validate_every)", min=0),
     Dimension("plateau_factor", "float", 0.1, "ReduceLROnPlateau factor",
               min=0.0, max=1.0, min_open=True, max_open=True),
     Dimension("lr_start", "float", 1e-5, "lr_schedule: first learning rate",

@@ -180,6 +180,7 @@ class _Validator:
                                         "train.batch_per_replica", 1),
             validation_steps=self.int_(tr["validation_steps"],
                                        "train.validation_steps", 1, null=True),
+            validate_every=self.auto_or_int(tr["validate_every"], "train.validate_every", 1),
             cache=tristate("cache"),
             jit_compile=tristate("jit_compile"),
             precision=self.choice(tr["precision"], "train.precision", PRECISIONS),
