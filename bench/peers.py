@@ -198,6 +198,16 @@ def run_arm(arm: str, seed: int, args, root: str, folder: str) -> dict:
     return result
 
 
+def timing(r: dict, budget: float) -> str:
+    """A run's wall time against the budget, and where its overhead went."""
+    text = f"wall {r['wall']:.1f} s ({r['wall'] - budget:+.1f} s over the budget"
+    if "model_ready_s" in r:
+        text += f"; final model saved at {r['model_ready_s']:.1f} s"
+    if "search_wall" in r:
+        text += f"; search {r['search_wall']:.1f} s + export {r.get('export_wall', 0.0):.1f} s"
+    return text + ")"
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """The flags, checked: a bad one is one line and exit code 2, before
     anything slow runs."""
@@ -257,9 +267,9 @@ def main(args: argparse.Namespace) -> None:
             r["order"], r["load_after"] = n, load()
             results.append(r)
             said = f"F1 {r['f1']:.4f}" if r["f1"] is not None else f"FAILED ({r.get('error', '')})"
-            extra = "".join(f", {k} {r[k]}" for k in ("trials", "completed", "pruned", "epochs") if k in r)
-            print(f"[{n}/{len(order)}] {arm} seed {seed}: {said}, wall {r['wall']:.1f} s{extra}, load {r['load_after']}",
-                  flush=True)
+            print(f"[{n}/{len(order)}] {arm} seed {seed}: {said}, {timing(r, args.budget_s)}"
+                  + "".join(f", {k} {r[k]}" for k in ("trials", "completed", "pruned", "epochs") if k in r)
+                  + f", load {r['load_after']}", flush=True)
     summary = summarize(results, args.arm_list)
     print(report(summary, args.budget_s, args.seed_list))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

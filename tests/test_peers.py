@@ -110,3 +110,32 @@ def test_the_notebook_takes_the_study_configuration_inside_the_demo_space():
     assert (v["plateau_patience"], v["plateau_factor"], v["flip_left_right"]) == (5, 0.2, True)
     assert v["label_smoothing"] == 0.1 and v["image_size"] == 64  # fixed values win
     assert Counter(type(v[k]).__name__ for k in space.varying)["str"] == 1
+
+
+def test_optuna_integrations_pruning_callback_prunes_a_keras3_fit():
+    """The Optuna arm relies on optuna-integration's KerasPruningCallback
+    (written for tf.keras) under Keras 3: it must read val metrics from
+    Keras 3's logs and its TrialPruned must end fit and the trial."""
+    optuna = pytest.importorskip("optuna")
+    integration = pytest.importorskip("optuna_integration")
+    import keras
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+    epochs_run = []
+
+    def objective(trial):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+        model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+        h = model.fit(x, y, validation_data=(x, y), epochs=5, verbose=0,
+                      callbacks=[integration.KerasPruningCallback(trial, "val_accuracy")])
+        epochs_run.append(len(h.history["loss"]))
+        return h.history["val_accuracy"][-1]
+
+    # a floor no model reaches: the first report prunes
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
+    study.optimize(objective, n_trials=1)
+    t = study.trials[0]
+    assert t.state == optuna.trial.TrialState.PRUNED and list(t.intermediate_values) == [0]
+    assert epochs_run == []  # fit did not go on to its 5 epochs
