@@ -122,7 +122,9 @@ def report(summary: dict[str, dict], budget: float, seeds: list[int], ours: str 
         rows.append([arm, mean, per + (f" ({s['failed']} failed)" if s["failed"] else ""), wall, r])
     text = table(rows, ["arm", "test macro F1, mean ± sd", f"by seed {','.join(map(str, seeds))}",
                         f"wall (budget {budget:.0f} s)", f"{ours} / arm"])
-    return text + f"\n({ours} mean >= every other arm's mean: {'met' if goal_met(summary, ours) else 'missed'})"
+    said = ("not measured (not among the arms)" if ours not in summary
+            else "met" if goal_met(summary, ours) else "missed")
+    return text + f"\n({ours} mean >= every other arm's mean: {said})"
 
 
 def spawn(cmd: list[str], log: str, limit: float) -> tuple[int | str, float]:
@@ -142,10 +144,14 @@ def spawn(cmd: list[str], log: str, limit: float) -> tuple[int | str, float]:
     return rc, time.monotonic() - t0
 
 
+def lines(path: str) -> list[str]:
+    with open(path) as f:
+        return [ln.strip() for ln in f if ln.strip()]
+
+
 def last_line(log: str) -> str:
-    with open(log) as f:
-        lines = [ln.strip() for ln in f if ln.strip()]
-    return lines[-1][:200] if lines else ""
+    found = lines(log)
+    return found[-1][:200] if found else ""
 
 
 def run_arm(arm: str, seed: int, args, root: str, folder: str) -> dict:
@@ -167,7 +173,7 @@ def run_arm(arm: str, seed: int, args, root: str, folder: str) -> dict:
         result["wall"] = search + result.get("export_wall", 0.0)
         result["model"] = os.path.join(export, "model.keras")
         result["trials"] = len(glob.glob(os.path.join(project, "trial_*")))
-        result["epochs"] = sum(max(0, sum(1 for _ in open(h)) - 1)
+        result["epochs"] = sum(max(0, len(lines(h)) - 1)
                                for h in glob.glob(os.path.join(project, "trial_*", "history.csv")))
     else:
         rc, result["wall"] = spawn([sys.executable, os.path.join(BENCH, "peer_arms.py"), arm, "--data", root,
@@ -185,7 +191,7 @@ def run_arm(arm: str, seed: int, args, root: str, folder: str) -> dict:
     rc, result["score_wall"] = spawn([sys.executable, os.path.join(BENCH, "peer_arms.py"), "score", "--data", root,
                                       "--model", result["model"], "--labels", args.labels_path],
                                      os.path.join(folder, "score.txt"), 600)
-    scored = [ln for ln in open(os.path.join(folder, "score.txt")) if ln.startswith("{")]
+    scored = [ln for ln in lines(os.path.join(folder, "score.txt")) if ln.startswith("{")]
     if rc != 0 or not scored:
         result["f1"], result["error"] = None, "scoring failed: " + last_line(os.path.join(folder, "score.txt"))
         return result

@@ -62,6 +62,9 @@ def test_the_table_gives_mean_sd_each_seed_and_our_ratio_and_the_goal():
     # one arm's better mean is a miss
     summary = peers.summarize(results + runs("optuna", [0.7, 0.7, 0.7]), ["notebook", "optuna", "flower-tuner"])
     assert not peers.goal_met(summary) and peers.report(summary, 180.0, [1, 2, 3]).endswith("missed)")
+    # a run of the other arms alone (--arms) has no goal to meet or miss
+    alone = peers.summarize(runs("notebook", [0.4]), ["notebook"])
+    assert peers.report(alone, 180.0, [1]).endswith("not measured (not among the arms))")
 
 
 def test_a_failed_run_of_ours_misses_the_goal_and_a_failed_peer_is_shown():
