@@ -142,3 +142,11 @@ def test_optuna_integrations_pruning_callback_prunes_a_keras3_fit():
     t = study.trials[0]
     assert t.state == optuna.trial.TrialState.PRUNED and list(t.intermediate_values) == [0]
     assert epochs_run == []  # fit did not go on to its 5 epochs
+
+
+def test_an_arms_models_are_removed_after_scoring_and_its_logs_kept(tmp_path):
+    for name in ("log.txt", "score.txt", "arm.json", "final.keras", "best.weights.h5"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "project" / "trial_00").mkdir(parents=True)
+    peers.prune(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arm.json", "log.txt", "score.txt"]
