@@ -13,7 +13,7 @@ from pathlib import Path
 import keras_tuner as kt
 import pytest
 
-from conftest import REPO, run_cli, write_space
+from conftest import REPO, TINY_SPACE, run_cli, write_space
 from test_faults import ENV, FAULTS, history_epochs, retrained_after_save, snapshot, trained_epochs
 from tuner.engine import validation
 from tuner.engine.rungs import EarlyTerminate
@@ -171,3 +171,23 @@ def test_a_search_validating_every_k_epochs_killed_between_validations_resumes_e
     top = json.loads(run_cli("best", "--project", str(project), "--format", "json").stdout)
     for entry in top:
         assert entry["best_epoch"] in VALIDATED, top
+
+
+def test_under_min_iter_auto_the_epochs_where_a_lowered_first_rung_may_lie_validate(tmp_path):
+    """The budget may lower auto's first rung while a trial trains (and a
+    worker does not know the chief's rungs): each epoch up to the unlowered
+    first rung validates, so a decision never falls on an epoch without a
+    score."""
+    from tuner.model.hypermodel import FlowerHyperModel
+    from tuner.spaces import load_space
+
+    text = TINY_SPACE.format(epochs=20, steps=2, backbone="mobilenetv2", extra="").replace(
+        "jit_compile: false}", "jit_compile: false, validate_every: 10}")
+    path = write_space(tmp_path / "auto.yaml", text + "early_terminate: {type: hyperband, min_iter: auto, eta: 3}\n")
+    space = load_space(str(path))
+    hm = FlowerHyperModel(space, data_factory=None, strategy_info=None)
+    first = hm.rungs()[0]
+    assert first == 3  # max(2, ceil(0.15 x 20))
+    v = space.defaults()
+    assert hm.validation_epochs(v, 20) == [1, 2, 3, 9, 10, 20]  # the planned rungs 3, 9, every 10th, the last
+    assert hm.validation_epochs(v, 20, rungs=[2, 6, 18]) == [1, 2, 3, 6, 10, 18, 20]  # the oracle's, lowered

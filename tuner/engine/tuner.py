@@ -159,7 +159,7 @@ class FlowerTunerMixin:
         shown = {k: values[k] for k in self.hypermodel.space.varying if k in values}
         epoch_state = EpochState(self, trial, ckpt, state, epochs, beat, watched, started,
                                  built=warm is None, events=None, ledger=self.ledger,
-                                 validated=self.hypermodel.validation_epochs(values, epochs))
+                                 validated=self.hypermodel.validation_epochs(values, epochs, self._rungs()))
         # made after EpochState, so that its time counts as the run's set-up
         epoch_state.events = TrialEvents(ckpt.dir, trial.trial_id, shown, objective.name, objective.direction)
         epoch_state.write_events()  # what a kill after the last checkpoint kept from TensorBoard
@@ -211,7 +211,7 @@ class FlowerTunerMixin:
 
         try:
             self.hypermodel.fit(hp, model, callbacks=callbacks, initial_epoch=initial, epochs=epochs,
-                                watched=watched)
+                                watched=watched, rungs=self._rungs())
         except (kt.errors.FatalError, kt.errors.FailedTrialError, LeaseLost):
             raise
         except TunerError as e:
@@ -232,6 +232,12 @@ class FlowerTunerMixin:
                 data = self.hypermodel.data_factory(int(values["image_size"]))
                 raise Fatal(data.locate_corruption(None, e)) from None
             raise
+
+    def _rungs(self) -> list[int] | None:
+        """The rungs the oracle decides at now (None at a worker: its oracle
+        is the chief's, out of reach)."""
+        early = getattr(self.oracle, "early", None)
+        return list(early.rung_epochs) if early is not None else None
 
     def _trial_number(self, trial_id: str) -> int | None:
         """n in 'trial n of N' (a continued trial keeps its n); a worker's

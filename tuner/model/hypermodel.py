@@ -245,7 +245,8 @@ class FlowerHyperModel(kt.HyperModel):
         train_ds = train_dataset(data, v, batch, cache_train, pipeline_seed(self.seed, hp.values, initial_epoch))
         return data, train_ds, data.val_dataset(batch, cache=cache_val, steps=k, static=self.padded_eval)
 
-    def fit(self, hp, model, *args, callbacks=None, initial_epoch: int = 0, epochs=None, watched=None, **kwargs):
+    def fit(self, hp, model, *args, callbacks=None, initial_epoch: int = 0, epochs=None, watched=None,
+            rungs: list[int] | None = None, **kwargs):
         """Train one trial: datasets at its image size, global batch =
         per-replica batch x replicas, its callback first in the list (so the
         tuner's checkpoint callback sees the state after it). `watched`
@@ -257,7 +258,7 @@ class FlowerHyperModel(kt.HyperModel):
         own = trial_callbacks(v)
         if watched is not None:
             watched.extend(own)
-        at = self.validation_epochs(v, epochs)
+        at = self.validation_epochs(v, epochs, rungs)
         with warnings.catch_warnings():
             if len(at) < epochs:
                 # ReduceLROnPlateau and EarlyStopping warn at every epoch
@@ -311,12 +312,23 @@ class FlowerHyperModel(kt.HyperModel):
         et = self.space.early_terminate
         return et.rungs(self.space.train.epochs) if et is not None else []
 
-    def validation_epochs(self, v: dict[str, Any], epochs: int) -> list[int]:
+    def validation_epochs(self, v: dict[str, Any], epochs: int, rungs: list[int] | None = None) -> list[int]:
         """The 1-based epochs of a run to `epochs` that validate: a function
-        of the epoch alone, so a resumed trial validates the same ones."""
+        of the epoch alone, so a resumed trial validates the same ones.
+        `rungs`: the oracle's rungs as it decides them now (None at a worker,
+        whose oracle is the chief's). Under `min_iter: auto` the budget may
+        lower the first rung while a trial trains, so every epoch up to
+        auto's unlowered first rung validates too: a lowered rung lies there.
+        """
         from tuner.engine import validation
+        from tuner.engine.rungs import AUTO
 
-        return validation.validation_epochs(epochs, self.validation_every(v), self.rungs())
+        planned = self.rungs()
+        rungs = planned if rungs is None else rungs
+        et = self.space.early_terminate
+        if et is not None and et.min_iter == AUTO and planned:
+            rungs = sorted(set(rungs) | set(range(1, planned[0] + 1)))
+        return validation.validation_epochs(epochs, self.validation_every(v), rungs)
 
 
 def train_dataset(data, v: dict[str, Any], batch: int, cache: bool | str, seed: int,
