@@ -66,18 +66,20 @@ def test_shipped_spaces_all_load():
 
 def test_default_space_is_the_study():
     s = load_space("default")
-    assert s.method == "tpe" and s.run_cap == 20 and s.seed == 42
+    assert s.method == "tpe" and s.run_cap == 40 and s.seed == 42
     assert s.start_with == ({"backbone": "resnet50v2", "optimizer": "nadam", "learning_rate": 1e-3,
                              "callback": "reduce_lr_on_plateau"},)  # the study's best CPU configuration
     assert (s.objective_name, s.goal) == ("val_f1", "max")
-    assert (s.train.epochs, s.train.steps_per_epoch, s.train.batch_per_replica) == (90, 10, 16)
+    # the study's 14,400 images a trial (90 x 10 x 16), as 18 epochs of 50 steps
+    assert (s.train.epochs, s.train.steps_per_epoch, s.train.batch_per_replica) == (18, 50, 16)
+    assert (s.early_terminate.type, s.early_terminate.min_iter, s.early_terminate.eta) == ("hyperband", 6, 3)
     assert s.params["backbone"].values == ("resnet50", "resnet50v2")
     lr = s.params["learning_rate"]
     assert (lr.kind, lr.min, lr.max, lr.distribution) == ("range", 1e-5, 1e-3,
                                                           "log_uniform_values")
     assert s.params["image_size"].value == 192
     assert s.params["flip_left_right"].values == (True, False)
-    assert s.params["epochs"].value == 90 and s.params["batch_per_replica"].value == 16
+    assert s.params["epochs"].value == 18 and s.params["batch_per_replica"].value == 16
 
 
 def test_demo_space_uses_demo_data_without_download():
@@ -301,17 +303,19 @@ def test_to_dict_is_json_and_round_trips(tmp_path):
 
 def test_with_overrides():
     s = load_space("default")
-    o = s.with_overrides(epochs=2, steps_per_epoch=3, method="random", run_cap=1,
+    o = s.with_overrides(epochs=7, steps_per_epoch=3, method="random", run_cap=1,
                          seed=7, weights="none")
-    assert (o.train.epochs, o.train.steps_per_epoch) == (2, 3)
-    assert o.params["epochs"].value == 2
+    assert (o.train.epochs, o.train.steps_per_epoch) == (7, 3)
+    assert o.params["epochs"].value == 7
     assert (o.method, o.run_cap, o.seed) == ("random", 1, 7)
     assert o.params["weights"].value == "none" and o.params["weights"].kind == "fixed"
     assert o.fingerprint != s.fingerprint and o.text == s.text
-    assert s.train.epochs == 90  # the original is untouched
+    assert s.train.epochs == 18  # the original is untouched
     assert s.with_overrides().fingerprint == s.fingerprint
     assert s.with_overrides(steps_per_epoch=0).train.steps_per_epoch is None
     assert "method: tpe -> random" in diff(s.to_dict(), o.to_dict())
+    with pytest.raises(SpaceError, match=r"--epochs 2 is below early_terminate's first rung \(min_iter 6\); give --epochs 7"):
+        s.with_overrides(epochs=2)
 
 
 @pytest.mark.parametrize("kw, words", [
@@ -356,7 +360,7 @@ def test_declare_on_keras_tuner_hyperparameters():
     hp2 = kt.HyperParameters()
     v2 = cpu.declare(hp2)
     assert isinstance(v2["fine_tune_blocks"], int) and 1 <= v2["fine_tune_blocks"] <= 4
-    assert v2["epochs"] == 15 and "steps_per_epoch" not in v2  # train settings are not hps
+    assert v2["epochs"] == 8 and "steps_per_epoch" not in v2  # train settings are not hps
 
 
 # ------------------------------------------------------- weights x fine_tune

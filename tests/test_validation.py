@@ -191,3 +191,32 @@ def test_under_min_iter_auto_the_epochs_where_a_lowered_first_rung_may_lie_valid
     v = space.defaults()
     assert hm.validation_epochs(v, 20) == [1, 2, 3, 9, 10, 20]  # the planned rungs 3, 9, every 10th, the last
     assert hm.validation_epochs(v, 20, rungs=[2, 6, 18]) == [1, 2, 3, 6, 10, 18, 20]  # the oracle's, lowered
+
+
+@pytest.mark.parametrize("name", ["default", "cpu", "kaggle-tpu", "demo"])
+def test_each_shipped_space_spends_at_most_a_fifth_of_its_search_validating(name):
+    """Issue 20's goal, by the estimate the search prints at its start: on
+    the real data's counts (the demo's for `demo`), with the rungs' stops."""
+    from tuner.data.classes import TRAIN_CLASS_COUNTS
+    from tuner.demo.splits import REAL_VAL
+    from tuner.model.hypermodel import FlowerHyperModel
+    from tuner.spaces import load_space
+
+    space = load_space(name)
+    hm = FlowerHyperModel(space, data_factory=None, strategy_info=None)
+    v = space.defaults()
+    train, val = (1291, 371) if name == "demo" else (sum(TRAIN_CLASS_COUNTS), REAL_VAL)
+    steps = space.train.steps_per_epoch
+    per_epoch = steps * space.train.batch_per_replica if steps else train
+    cost = hm.validation_cost(v)
+    et = space.early_terminate
+    every = validation.auto_every(space.train.epochs, hm.rungs(), val, per_epoch, cost=cost)
+    assert et is not None and et.type == "hyperband"  # every shipped space stops its weak trials early
+    got = validation.search_share(space.train.epochs, every, hm.rungs(), et.eta, val, per_epoch, cost)
+    assert got <= 0.2, f"{name}: {got:.0%}"
+
+
+def test_a_trial_stopped_at_an_early_rung_makes_the_search_validate_more():
+    # 18 epochs of 800 images, 3,712 val images at 1/3: one rung at 6 against one at 3
+    assert validation.search_share(18, 18, [6], 3, 3712, 800) <= 0.2 < validation.search_share(18, 18, [3, 9], 3, 3712, 800)
+    assert validation.search_share(10, 1, [], 3, 100, 100) == pytest.approx(validation.share(10, 1, [], 100, 100))

@@ -246,7 +246,9 @@ def _validation_line(space, hypermodel) -> str | None:
     val, train = hypermodel.validation_images(v)
     epochs = space.train.epochs
     every = hypermodel.validation_every(v)
-    return validation.describe(epochs, every, hypermodel.rungs(), val, train, hypermodel.validation_cost(v))
+    et = space.early_terminate
+    eta = et.eta if et is not None and et.type == "hyperband" else None
+    return validation.describe(epochs, every, hypermodel.rungs(), val, train, hypermodel.validation_cost(v), eta)
 
 
 def _parse_address(text: str, flag: str) -> tuple[str, str]:

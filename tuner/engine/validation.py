@@ -48,6 +48,24 @@ def share(epochs: int, every: int, rungs: Iterable[int], val_images: int, train_
     return val / (val + train) if val + train > 0 else 0.0
 
 
+def search_share(epochs: int, every: int, rungs: Iterable[int], eta: int, val_images: int, train_images: int,
+                 cost: float = VAL_COST) -> float:
+    """Estimated fraction of a whole search's train + validation time spent
+    validating, under hyperband's rungs: of the trials reaching a rung,
+    1/eta go on and the rest stop there, each having paid the validations up
+    to its last epoch (a rung always validates: a trial stopped at an early
+    rung spends more of its time validating than a full one)."""
+    rungs = sorted(int(r) for r in rungs if 1 <= int(r) < epochs)
+    ends = rungs + [epochs]
+    at = validation_epochs(epochs, every, rungs)
+    val = train = 0.0
+    for i, end in enumerate(ends):
+        share_of_trials = eta ** -i * (1 - 1 / eta) if i < len(rungs) else eta ** -len(rungs)
+        val += share_of_trials * sum(1 for e in at if e <= end) * cost * val_images
+        train += share_of_trials * end * train_images
+    return val / (val + train) if val + train > 0 else 0.0
+
+
 def auto_every(epochs: int, rungs: Iterable[int], val_images: int, train_images: int,
                max_share: float = MAX_SHARE, cost: float = VAL_COST) -> int:
     """The smallest k whose schedule keeps validation at or below `max_share`
@@ -61,12 +79,17 @@ def auto_every(epochs: int, rungs: Iterable[int], val_images: int, train_images:
 
 
 def describe(epochs: int, every: int, rungs: Iterable[int], val_images: int, train_images: int,
-             cost: float = VAL_COST) -> str:
+             cost: float = VAL_COST, eta: int | None = None) -> str:
     """'validation every 9 epochs (and at each rung and the last): 7 of 40
-    epochs, about 19% of a trial's time (...)' for the search's start."""
+    epochs, about 19% of a trial's time (...)' for the search's start; with
+    hyperband's `eta`, the whole search's share too."""
     rungs = list(rungs)
     at = validation_epochs(epochs, every, rungs)
     pct = 100 * share(epochs, every, rungs, val_images, train_images, cost)
     how = "every epoch" if every == 1 else f"every {every} epochs (and at each rung and the last)"
-    return (f"validation {how}: {len(at)} of {epochs} epochs, about {math.floor(pct + 0.5)}% of a trial's "
-            f"time ({val_images} val images against {train_images} trained per epoch)")
+    whole = ""
+    if eta and rungs:
+        whole = search_share(epochs, every, rungs, eta, val_images, train_images, cost)
+        whole = f", about {math.floor(100 * whole + 0.5)}% of the search's with the rungs' stops"
+    return (f"validation {how}: {len(at)} of {epochs} epochs, about {math.floor(pct + 0.5)}% of a full trial's "
+            f"time{whole} ({val_images} val images against {train_images} trained per epoch)")

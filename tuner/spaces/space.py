@@ -207,6 +207,11 @@ class Space:
         changes: dict[str, Any] = {}
         if epochs is not None:
             _flag_int(where, "--epochs", epochs, 1)
+            et = self.early_terminate
+            if et is not None and isinstance(et.min_iter, int) and et.min_iter > epochs:
+                raise SpaceError(f"{where}: --epochs {epochs} is below early_terminate's first rung (min_iter "
+                                 f"{et.min_iter}); give --epochs {et.min_iter + 1} or more, or a space without "
+                                 "early_terminate")
             train = dataclasses.replace(train, epochs=epochs)
             params["epochs"] = Param("epochs", "fixed", value=epochs)
         if steps_per_epoch is not None:
