@@ -63,6 +63,7 @@ def test_import_is_lazy_and_tensorflow_free():
         "import sys, tuner.results.plots\n"
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported eagerly'\n"
         "assert 'tensorflow' not in sys.modules\n"
+        "assert 'optuna' not in sys.modules, 'optuna imported eagerly'\n"
         "import numpy as np\n"
         "from tuner.results.plots import plot_search\n"
         "plot_search([('a', 0.5), ('b', 0.6)], sys.argv[1])\n"
@@ -227,75 +228,127 @@ def test_search_edge_cases(tmp_path):
 # ---------------------------------------------------------------- importance
 
 
-def importance_case(n=40, seed=5):
+#: a space's varying dimensions as a project saves them, and one fixed one
+PARAMETERS = {
+    "learning_rate": {"min": 1.0e-5, "max": 1.0e-2, "distribution": "log_uniform_values"},
+    "dropout": {"min": 0.0, "max": 0.5},
+    "optimizer": {"values": ["adam", "nadam", "sgd"]},
+    "flip_left_right": {"values": [True, False]},
+    "batch_per_replica": {"value": 64},
+}
+
+
+def dists(parameters=PARAMETERS):
+    from tuner.results.importance import distributions_for
+
+    return distributions_for(parameters)
+
+
+def importance_case(n=40, seed=5, signal="learning_rate"):
+    """Trials whose score depends on `signal` alone (plus a little noise)."""
     rng = np.random.default_rng(seed)
     rows, scores = [], []
     for i in range(n):
-        lr = float(10 ** rng.uniform(-5, -2))
         row = {
-            "learning_rate": lr,
-            "noise": float(rng.uniform(0, 1)),
-            "backbone": str(rng.choice(["effnet", "resnet"])),
-            "augment": bool(rng.random() < 0.5),
-            "batch_size": 64,  # constant: dropped
+            "learning_rate": float(10 ** rng.uniform(-5, -2)),
+            "dropout": float(rng.uniform(0, 0.5)),
+            "optimizer": str(rng.choice(["adam", "nadam", "sgd"])),
+            "flip_left_right": bool(rng.random() < 0.5),
+            "batch_per_replica": 64,
         }
         rows.append(row)
-        score = 0.95 - 0.15 * abs(math.log10(lr) + 3.5)
-        scores.append(None if i % 7 == 6 else score)
+        if signal == "learning_rate":
+            score = 0.95 - 0.15 * abs(math.log10(row["learning_rate"]) + 3.5)
+        else:
+            score = {"adam": 0.9, "nadam": 0.6, "sgd": 0.75}[row["optimizer"]]
+        scores.append(None if i % 7 == 6 else score + float(rng.normal(0, 0.005)))
     return rows, scores
 
 
-def test_importance_ranks_signal_over_noise(tmp_path):
+def test_importance_uses_the_samplers_distributions():
+    """Only the varying dimensions, each as the TPE sampler models it."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    d = dists()
+    assert set(d) == {"learning_rate", "dropout", "optimizer", "flip_left_right"}
+    assert d["learning_rate"] == FloatDistribution(1e-5, 1e-2, log=True)
+    assert d["optimizer"] == CategoricalDistribution(["adam", "nadam", "sgd"])
+
+
+def test_importance_ranks_the_one_dimension_the_score_depends_on_first(tmp_path):
     rows, scores = importance_case()
-    result = plots.plot_importance(rows, scores, tmp_path / "imp.png")
+    result = plots.plot_importance(rows, scores, tmp_path / "imp.png", dists(), compared_at="epoch 3")
     assert_png(tmp_path / "imp.png")
     assert list(result)[0] == "learning_rate"
-    assert result["learning_rate"] > 2 * result["noise"]
-    assert "batch_size" not in result
-    assert set(result) == {"learning_rate", "noise", "backbone", "augment"}
+    assert result["learning_rate"] > 0.6 and all(result[k] < 0.2 for k in result if k != "learning_rate")
+    assert set(result) == {"learning_rate", "dropout", "optimizer", "flip_left_right"}  # the fixed one: not a dimension
     assert math.isclose(sum(result.values()), 1.0, rel_tol=1e-9)
     values = list(result.values())
     assert values == sorted(values, reverse=True)
 
 
 def test_importance_categorical_signal(tmp_path):
-    rng = np.random.default_rng(6)
-    rows, scores = [], []
-    for _ in range(30):
-        backbone = str(rng.choice(["effnet", "resnet", "convnext"]))
-        rows.append({"backbone": backbone, "dropout": float(rng.uniform(0, 0.5)),
-                     "head": "dense" if rng.random() < 0.5 else None})
-        scores.append({"effnet": 0.9, "resnet": 0.6, "convnext": 0.75}[backbone])
-    result = plots.plot_importance(rows, scores, tmp_path / "imp.png")
-    assert list(result)[0] == "backbone"
-    assert set(result) == {"backbone", "dropout", "head"}
+    rows, scores = importance_case(n=30, seed=6, signal="optimizer")
+    result = plots.plot_importance(rows, scores, tmp_path / "imp.png", dists())
+    assert list(result)[0] == "optimizer" and result["optimizer"] > 0.6
+
+
+def test_importance_leaves_out_what_does_not_vary_or_fit(tmp_path):
+    rows, scores = importance_case(n=20)
+    for r in rows:
+        r["flip_left_right"] = True  # declared varying, constant over these trials
+    result = plots.plot_importance(rows, scores, tmp_path / "c.png", dists())
+    assert "flip_left_right" not in result and list(result)[0] == "learning_rate"
+    # a trial of an older, wider range is not one of this space's points
+    rows[0]["learning_rate"] = 0.5
+    bad = plots.plot_importance(rows[:9], scores[:9], tmp_path / "b.png", dists())
+    assert bad == {}  # 8 scored (one failed), one of them outside the range: 7 left
+    assert_png(tmp_path / "b.png")
 
 
 def test_importance_not_enough(tmp_path):
     rows, scores = importance_case(n=10)
-    assert plots.plot_importance(rows[:2], scores[:2], tmp_path / "few.png") == {}
+    d = dists()
+    assert plots.plot_importance(rows[:2], scores[:2], tmp_path / "few.png", d) == {}
     assert_png(tmp_path / "few.png")
-    assert plots.plot_importance(rows[:4], [0.5, None, None, None], tmp_path / "f2.png") == {}
-    same = [{"lr": 1e-3, "opt": "adam"}] * 5
-    assert plots.plot_importance(same, [0.1, 0.2, 0.3, 0.4, 0.5], tmp_path / "const.png") == {}
+    assert plots.plot_importance(rows[:4], [0.5, None, None, None], tmp_path / "f2.png", d) == {}
+    same = [dict(rows[0])] * 8
+    assert plots.plot_importance(same, [0.1 * i for i in range(8)], tmp_path / "const.png", d) == {}
     assert_png(tmp_path / "const.png")
-    assert plots.plot_importance(rows[:5], [0.5] * 5, tmp_path / "flat.png") == {}
-    assert plots.plot_importance([], [], tmp_path / "empty.png") == {}
+    assert plots.plot_importance(rows[:8], [0.5] * 8, tmp_path / "flat.png", d) == {}
+    assert plots.plot_importance(rows[:8], [0.1 * i for i in range(8)], tmp_path / "nod.png", {}) == {}
+    assert plots.plot_importance([], [], tmp_path / "empty.png", d) == {}
     with pytest.raises(ValueError):
-        plots.plot_importance(rows[:3], [0.1, 0.2], tmp_path / "bad.png")
+        plots.plot_importance(rows[:3], [0.1, 0.2], tmp_path / "bad.png", d)
 
 
 def test_importance_needs_eight_scored_trials(tmp_path):
-    """Seven trials with a clean learning-rate signal still get no ranking (a
-    forest over so few trials ranks noise); failed trials do not count."""
+    """Seven trials with a clean learning-rate signal still get no ranking
+    (importances over so few trials rank noise); failed trials do not count."""
     rows, scores = importance_case(n=40)
     scored = [(r, s) for r, s in zip(rows, scores) if s is not None]
     seven_rows, seven_scores = map(list, zip(*scored[:7]))
-    few = plots.plot_importance(seven_rows + [rows[6]], seven_scores + [None], tmp_path / "seven.png")
+    few = plots.plot_importance(seven_rows + [rows[6]], seven_scores + [None], tmp_path / "seven.png", dists())
     assert few == {}
     assert_png(tmp_path / "seven.png")
     eight_rows, eight_scores = map(list, zip(*scored[:8]))
-    assert set(plots.plot_importance(eight_rows, eight_scores, tmp_path / "eight.png")) >= {"learning_rate"}
+    assert "learning_rate" in plots.plot_importance(eight_rows, eight_scores, tmp_path / "eight.png", dists())
+
+
+def test_importance_compares_trials_at_one_epoch():
+    """The largest epoch at least 8 trials reached, each scored by its best
+    value up to it: a trial stopped earlier is not among them."""
+    from tuner.results.importance import comparable_epoch, score_at
+
+    long = [[(e, 0.1 * e) for e in range(1, 7)] for _ in range(8)]
+    short = [[(1, 0.05), (2, 0.5)] for _ in range(4)]
+    failed = [[(1, None)], []]
+    assert comparable_epoch(long + short + failed) == 6
+    assert comparable_epoch(long[:5] + short + failed) == 2  # 9 trials reached epoch 2
+    assert comparable_epoch(long[:4] + short[:3] + failed) is None
+    assert score_at(long[0], 6) == pytest.approx(0.6) and score_at(short[0], 6) is None
+    assert score_at(short[0], 2) == 0.5 and score_at([(1, 0.3), (2, 0.2)], 2) == 0.3
+    assert score_at([(1, 0.3), (2, 0.2)], 2, goal="min") == 0.2 and score_at(failed[0], 1) is None
 
 
 # ------------------------------------------------------------------- leaks
@@ -312,7 +365,7 @@ def test_no_open_figures_after_many_calls(tmp_path):
         plots.plot_search([("a", 0.5), ("b", None), ("c", 0.7)], tmp_path / "s.png")
     plots.plot_curves(history(2), tmp_path / "c.png")
     plots.plot_confusion([0, 1, 2], [0, 2, 2], CLASS_NAMES[:3], tmp_path / "cm.png")
-    plots.plot_importance([{"x": 1}, {"x": 2}], [0.1, 0.2], tmp_path / "i.png")
+    plots.plot_importance([{"x": 1}, {"x": 2}], [0.1, 0.2], tmp_path / "i.png", {})
     assert plt.get_fignums() == before == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "cm.png", "i.png", "s.png"]
 

@@ -94,18 +94,63 @@ def test_importance_is_left_out_below_eight_trials(exported):
     assert "importance.png left out (2 scored trials, needs 8)" in stdout
 
 
-def test_importance_is_drawn_from_eight_trials_and_a_stale_plot_goes(tmp_path):
-    from tuner.results.export import _importance
+def _trial_with_history(tmp_path, tid: str, values: dict, curve: list[float], state: str = "completed"):
+    """A TrialInfo over a real trial folder whose history.csv holds `curve` (val_f1 by epoch)."""
     from tuner.results.trials import TrialInfo
 
-    meta = {"space": {"parameters": {"learning_rate": {"min": 1e-4, "max": 1e-2}, "backbone": {"value": "x"}}}}
-    trials = [TrialInfo(str(i), "completed", {"learning_rate": 10 ** (-4 + i / 4)}, "", metrics={"val_f1": i / 10})
-              for i in range(8)] + [TrialInfo("8", "failed", {"learning_rate": 1e-3}, "")]
-    name, lines = _importance(meta, trials, str(tmp_path))
-    assert name == "importance.png" and (tmp_path / "importance.png").stat().st_size > 0
-    assert "![importance](importance.png)" in lines and "learning_rate 1.00" in "\n".join(lines)
-    name, lines = _importance(meta, trials[1:], str(tmp_path))  # 7 scored, 1 failed
-    assert not (tmp_path / "importance.png").exists() and "left out: 7 scored trial(s)" in lines[0]
+    tdir = tmp_path / f"trial_{tid}"
+    tdir.mkdir()
+    rows = ["epoch,val_f1"] + [f"{e},{v}" for e, v in enumerate(curve, 1)]
+    (tdir / "history.csv").write_text("\n".join(rows) + "\n")
+    best = max(range(len(curve)), key=lambda i: curve[i]) if curve else None
+    return TrialInfo(tid, state, values, str(tdir), epochs_done=len(curve),
+                     best_epoch=None if best is None else best + 1,
+                     metrics={} if best is None else {"val_f1": curve[best]})
+
+
+IMPORTANCE_SPACE = {"space": {"metric": {"name": "val_f1", "goal": "maximize"}, "parameters": {
+    "learning_rate": {"min": 1e-4, "max": 1e-2, "distribution": "log_uniform_values"},
+    "dropout": {"min": 0.0, "max": 0.6}, "backbone": {"value": "resnet50v2"}}}}
+
+
+def test_importance_is_drawn_from_eight_trials_and_a_stale_plot_goes(tmp_path):
+    from tuner.results.export import _importance
+
+    out = tmp_path / "out"
+    out.mkdir()
+    trials = [_trial_with_history(tmp_path, str(i), {"learning_rate": 10 ** (-4 + i / 4), "dropout": 0.3,
+                                                     "backbone": "resnet50v2"}, [i / 20, i / 10])
+              for i in range(8)]
+    trials.append(_trial_with_history(tmp_path, "8", {"learning_rate": 1e-3, "dropout": 0.3}, [], state="failed"))
+    name, lines = _importance(IMPORTANCE_SPACE, trials, str(out))
+    assert name == "importance.png" and (out / "importance.png").stat().st_size > 0
+    text = "\n".join(lines)
+    assert "![importance](importance.png)" in lines and "learning_rate 1.00" in text
+    assert "Optuna's fANOVA over the 8 trials that reached epoch 2, each scored by its best val_f1" in text
+    name, lines = _importance(IMPORTANCE_SPACE, trials[1:], str(out))  # 7 scored, 1 failed
+    assert not (out / "importance.png").exists() and "left out: 7 scored trial(s)" in lines[0]
+
+
+def test_importance_compares_trials_at_one_epoch_not_survivors_with_stopped_ones(tmp_path):
+    """Half the trials (high dropout) were stopped at epoch 2, the others trained
+    6 epochs; among the trials at a common epoch the score depends on the
+    learning rate alone. Scores of different lengths would make dropout
+    ("was it stopped") look like what matters."""
+    from tuner.results.export import _importance
+
+    rng = np.random.default_rng(3)
+    trials = []
+    for i in range(16):
+        lr, dropout = float(10 ** rng.uniform(-4, -2)), (0.05 + 0.25 * rng.random()) + (0.3 if i % 2 else 0.0)
+        quality = 1.0 - 0.3 * abs(np.log10(lr) + 3.0)
+        epochs = 2 if i % 2 else 6
+        curve = [round(quality * e / 6, 4) for e in range(1, epochs + 1)]
+        trials.append(_trial_with_history(tmp_path, f"{i:02d}", {"learning_rate": lr, "dropout": dropout}, curve))
+    name, lines = _importance(IMPORTANCE_SPACE, trials, str(tmp_path))
+    text = "\n".join(lines)
+    assert "the 8 trials that reached epoch 6" in text
+    first = text.split("): ", 1)[1].split(",")[0]
+    assert first.startswith("learning_rate"), text
 
 
 def test_exported_model_reloads_and_predicts_like_the_trial(exported, finished, flower_root):

@@ -168,28 +168,39 @@ def _tta_lines(info: dict[str, Any] | None) -> list[str]:
 
 
 def _importance(meta: dict[str, Any], trials: list, out: str) -> tuple[str, list[str]]:
-    """importance.png and its report.md lines. Left out below
-    MIN_IMPORTANCE_TRIALS scored trials: a forest fit to a handful of trials
-    ranks noise, and a bar chart would make it look like a finding."""
+    """importance.png and its report.md lines, from every trial's best
+    objective value up to one epoch (`tuner.results.importance`). Left out
+    below MIN_IMPORTANCE_TRIALS trials at that epoch: importances fit to a
+    handful of trials rank noise, and a bar chart would make it look like a
+    finding."""
+    from tuner.engine.checkpoint import read_history
+    from tuner.results import importance as imp
     from tuner.results import plots
-    from tuner.results.trials import varying_names
+    from tuner.results.trials import objective_of
 
     path = os.path.join(out, "importance.png")
-    trial_scores = [t.score if t.has_result else None for t in trials]
-    scored = sum(1 for s in trial_scores if s is not None and math.isfinite(s))
+    objective, goal = objective_of(meta)
+    curves = [[(int(r["epoch"]), r.get(objective)) for r in read_history(t.trial_dir)] if t.has_result else []
+              for t in trials]
     need = plots.MIN_IMPORTANCE_TRIALS
-    if scored < need:
+    epoch = imp.comparable_epoch(curves, need)
+    if epoch is None:
+        scored = sum(1 for t in trials if t.has_result and t.score is not None and math.isfinite(t.score))
         if os.path.exists(path):
             os.remove(path)  # an earlier export's plot would contradict this report
         return (f"importance.png left out ({scored} scored trials, needs {need})",
-                [f"Hyperparameter importance is left out: {scored} scored trial(s), and a random forest fit "
-                 f"to fewer than {need} ranks noise. Run more trials, then export again.", ""])
-    varying = varying_names(meta)
-    importance = plots.plot_importance([{k: t.values.get(k) for k in varying} for t in trials], trial_scores, path)
+                [f"Hyperparameter importance is left out: {scored} scored trial(s), and an importance evaluator "
+                 f"fit to fewer than {need} ranks noise. Run more trials, then export again.", ""])
+    trial_scores = [imp.score_at(c, epoch, goal) for c in curves]
+    dists = imp.distributions_for(meta["space"].get("parameters", {}))
+    importance = plots.plot_importance([dict(t.values) for t in trials], trial_scores, path, dists, goal,
+                                       compared_at=f"epoch {epoch}")
+    n = sum(1 for s in trial_scores if s is not None)
     text = (", ".join(f"{k} {v:.2f}" for k, v in importance.items())
             or "nothing to attribute (no hyperparameter varies, or every trial scored the same)")
     return "importance.png", ["![importance](importance.png)", "",
-                              f"Hyperparameter importance (random forest over the trials): {text}", ""]
+                              f"Hyperparameter importance ({imp.EVALUATOR} over the {n} trials that reached epoch "
+                              f"{epoch}, each scored by its best {objective} up to that epoch): {text}", ""]
 
 
 def _own_values(meta: dict[str, Any], trial) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from tuner.results.importance import MIN_TRIALS
+
 __all__ = [
     "plot_curves",
     "plot_confusion",
@@ -35,9 +37,8 @@ __all__ = [
 ]
 
 DPI = 120
-#: Below this many scored trials a random forest's importances are noise
-#: (with 3 trials every split is one trial), so none are claimed.
-MIN_IMPORTANCE_TRIALS = 8
+#: Below this many scored trials importances are noise (`tuner.results.importance`).
+MIN_IMPORTANCE_TRIALS = MIN_TRIALS
 CONFUSION_DPI = 150
 
 _RED = "#d62728"
@@ -565,63 +566,27 @@ def plot_intermediate(
 # --------------------------------------------------------------------------
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
-        v, (bool, np.bool_))
-
-
-def _is_missing(v: Any) -> bool:
-    return v is None or (isinstance(v, (float, np.floating)) and math.isnan(v))
-
-
-def _encode_column(values: list[Any]) -> tuple[np.ndarray, str] | None:
-    """Encode one hyperparameter's values (None = absent) -> (matrix with one
-    or more columns, encoding note), or None when it does not vary."""
-    missing = np.asarray([_is_missing(v) for v in values])
-    present = [v for v, m in zip(values, missing) if not m]
-    if not present:
-        return None
-    numeric = all(_is_number(v) for v in present)
-    boolean = all(isinstance(v, (bool, np.bool_)) for v in present)
-    if numeric or boolean:
-        nums = np.asarray([math.nan if m else float(v) for v, m in zip(values, missing)])
-        finite = nums[~missing]
-        desc = ""
-        if numeric and finite.min() > 0 and finite.max() / finite.min() > 100.0:
-            nums, desc = np.log10(nums), "log10"
-            finite = nums[~missing]
-        if missing.any():
-            span = float(finite.max() - finite.min()) or 1.0
-            nums[missing] = finite.min() - span  # below every real value
-        matrix = nums[:, None]
-    else:
-        cats = ["\x00absent" if m else str(v) for v, m in zip(values, missing)]
-        levels = sorted(set(cats))
-        matrix = np.asarray([[c == lvl for lvl in levels] for c in cats], dtype=float)
-        desc = "one-hot"
-    if not np.ptp(matrix, axis=0).any():
-        return None  # constant (absent everywhere counts as constant too)
-    return matrix, desc
-
-
 def plot_importance(
     rows: Sequence[Mapping[str, Any]],
     scores: Sequence[float | None],
     path: str | os.PathLike,
+    distributions: Mapping[str, Any],
+    goal: str = "max",
+    compared_at: str = "",
 ) -> dict[str, float]:
     """Which hyperparameters mattered -> PNG; returns ``{name: importance}``.
 
-    `rows[i]` holds trial i's hyperparameter values, `scores[i]` its score
-    (None/NaN = failed, skipped). A ``RandomForestRegressor(n_estimators=200,
-    random_state=0)`` is fit on the scored trials: numbers as is (log10 when
-    positive and spanning > 2 decades), bools as 0/1, strings and anything
-    else one-hot; a key missing from a row (conditional hyperparameter) is its
-    own level / a value below the range. One-hot importances are summed back to
-    the hyperparameter name; constant hyperparameters are dropped. The dict is
-    ordered by importance, descending, and sums to 1. With fewer than
-    `MIN_IMPORTANCE_TRIALS` scored trials, no varying hyperparameter or equal
-    scores, the PNG says so and ``{}`` is returned.
+    `rows[i]` holds trial i's hyperparameter values, `scores[i]` its score at
+    the epoch all are compared at (None/NaN = none, skipped); `distributions`
+    the varying dimensions' Optuna distributions (`tuner.results.importance`).
+    Optuna's fANOVA ranks them (`importance.evaluate`); dimensions constant
+    over the trials are dropped. The dict is ordered by importance,
+    descending, and sums to 1. With fewer than `MIN_IMPORTANCE_TRIALS` scored
+    trials, no varying hyperparameter or equal scores, the PNG says so and
+    ``{}`` is returned. `compared_at` ("epoch 4") goes into the title.
     """
+    from tuner.results import importance as imp
+
     rows = list(rows)
     raw_scores = [_to_float(s) for s in scores]
     if len(rows) != len(raw_scores):
@@ -632,49 +597,26 @@ def plot_importance(
         _message_figure(path, title, f"needs at least {MIN_IMPORTANCE_TRIALS} scored trials, have {len(keep)}")
         return {}
     y = np.asarray([raw_scores[i] for i in keep])
-
-    names: list[str] = []
-    for i in keep:
-        for key in rows[i]:
-            if str(key) not in names:
-                names.append(str(key))
-    blocks, owners, descs, constant = [], [], {}, []
-    for name in names:
-        values = []
-        for i in keep:
-            row = {str(k): v for k, v in rows[i].items()}
-            values.append(row.get(name))
-        encoded = _encode_column(values)
-        if encoded is None:
-            constant.append(name)
-            continue
-        matrix, desc = encoded
-        blocks.append(matrix)
-        owners.extend([name] * matrix.shape[1])
-        descs[name] = desc
-    if not blocks:
-        _message_figure(path, title, f"no hyperparameter varies across the {len(keep)} "
-                                     "scored trials")
+    if not distributions:
+        _message_figure(path, title, f"no hyperparameter varies across the {len(keep)} scored trials")
         return {}
     if np.ptp(y) == 0:
         _message_figure(path, title, f"all {len(keep)} scored trials have the same score "
                                      f"({y[0]:.4g}); nothing to attribute")
         return {}
+    result, constant, used = imp.evaluate([rows[i] for i in keep], list(y), distributions, goal)
+    if used < MIN_IMPORTANCE_TRIALS:
+        _message_figure(path, title, f"needs at least {MIN_IMPORTANCE_TRIALS} scored trials with values in the "
+                                     f"space's ranges, have {used}")
+        return {}
+    if not result:
+        _message_figure(path, title, f"no hyperparameter varies across the {used} scored trials")
+        return {}
 
-    from sklearn.ensemble import RandomForestRegressor
+    def label(name: str) -> str:
+        return f"{name} (log)" if getattr(distributions[name], "log", False) else name
 
-    X = np.hstack(blocks)
-    forest = RandomForestRegressor(n_estimators=200, random_state=0)
-    forest.fit(X, y)
-    totals: dict[str, float] = {}
-    for owner, imp in zip(owners, forest.feature_importances_):
-        totals[owner] = totals.get(owner, 0.0) + float(imp)
-    norm = sum(totals.values())
-    if norm > 0:
-        totals = {k: v / norm for k, v in totals.items()}
-    result = dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
-
-    labels = [f"{k} ({descs[k]})" if descs[k] else k for k in result]
+    labels = [label(k) for k in result]
     values = list(result.values())
     fig = _new_figure((8.5, 1.6 + 0.42 * len(result)))
     ax = fig.add_subplot()
@@ -685,14 +627,14 @@ def plot_importance(
     for yy, v in zip(pos, values):
         ax.text(v, yy, f" {v:.2f}", va="center", fontsize=8)
     ax.set_xlim(0, max(values) * 1.15 if max(values) > 0 else 1.0)
-    xlabel = "importance (random-forest impurity decrease, sums to 1)"
+    xlabel = f"importance ({imp.EVALUATOR}, sums to 1)"
     if constant:
         listed = ", ".join(constant[:8]) + (f" and {len(constant) - 8} more" if len(constant) > 8 else "")
-        xlabel += f"\nconstant, not shown: {listed}"
+        xlabel += f"\nconstant over these trials, not shown: {listed}"
     ax.set_xlabel(xlabel)
     ax.grid(True, axis="x", alpha=0.3)
-    ax.set_title(f"{title}: {len(keep)} scored trials"
-                 + (f", {len(rows) - len(keep)} failed skipped" if len(rows) > len(keep) else ""),
-                 fontsize=11)
+    skipped = len(rows) - used
+    ax.set_title(f"{title}: {used} scored trials" + (f" at {compared_at}" if compared_at else "")
+                 + (f", {skipped} left out" if skipped else ""), fontsize=11)
     _save(fig, path)
     return result
