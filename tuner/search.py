@@ -53,6 +53,8 @@ class SearchOptions:
     #: when --max-time began, in time.monotonic()'s clock: the command's own
     #: start (tuner.engine.clock.process_start); None: when run_search is called
     started: float | None = None
+    #: Keras backend: auto | tensorflow | jax (tuner.backend); None: auto
+    backend: str | None = None
 
     @property
     def role(self) -> str:
@@ -187,6 +189,9 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
     if opts.role == "worker" and "chief" in opts.worker_id:
         raise TunerError(f"worker id {opts.worker_id!r} may not contain 'chief' (Keras Tuner reserves it)")
     _security(opts)  # a bad --token or --tls-* flag is one line before anything loads
+    from tuner.backend import describe, select
+
+    backend_line = describe(*select(opts.backend))  # before _search imports Keras
     space, project, root, is_demo = prepare(opts, log=progress.log, need_data=opts.role != "chief")
     warm = _warm_start(opts, space, project)
     from tuner.engine import project as proj
@@ -200,7 +205,7 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
         if opts.role != "chief":  # the chief's state is saved at every change: a plain kill is fine
             stopper.install()
         try:
-            return _search(opts, space, project, root, progress, stopper, warm=warm)
+            return _search(opts, space, project, root, progress, stopper, warm=warm, backend_line=backend_line)
         finally:
             stopper.uninstall()
             progress.stop()
@@ -328,7 +333,7 @@ def _warm_start(opts: SearchOptions, space, project: str) -> tuple[str, list] | 
     return source, warm_start.load(source, space.to_dict(), space.objective_name)
 
 
-def _search(opts, space, project, root, progress, stopper, warm=None) -> SearchResult:
+def _search(opts, space, project, root, progress, stopper, warm=None, backend_line=None) -> SearchResult:
     import keras_tuner as kt
 
     from tuner.engine import project as proj
@@ -385,7 +390,7 @@ def _search(opts, space, project, root, progress, stopper, warm=None) -> SearchR
             oracle=oracle, hypermodel=hypermodel,
             directory=os.path.dirname(os.path.abspath(project)) if "://" not in project else project.rsplit("/", 1)[0],
             project_name=os.path.basename(project.rstrip("/")),
-            distribution_strategy=info.strategy if info.replicas > 1 or info.kind == "tpu" else None,
+            distribution_strategy=info.strategy if info.tf_strategy else None,
             progress=progress, stopper=stopper, heartbeat=max(1.0, opts.lease / 4), security=_security(opts),
         )
     except (ValueError, KeyError) as e:  # json.JSONDecodeError is a ValueError
@@ -410,6 +415,8 @@ def _search(opts, space, project, root, progress, stopper, warm=None) -> SearchR
         plan = oracle.plan(opts.max_time)
         if plan:
             progress.log(plan)
+    if backend_line:
+        progress.log(backend_line)
     if precision:
         progress.log(precision)
     if steps_line:

@@ -205,8 +205,10 @@ class FlowerHyperModel(kt.HyperModel):
     @property
     def padded_eval(self) -> bool:
         """A TPU compiles one shape: its last validation batch is padded, and
-        the model's metrics must then take the padding's zero weights."""
-        return self.strategy_info.kind == "tpu"
+        the model's metrics must then take the padding's zero weights. So
+        under JAX's DataParallel, whose batches must split evenly over the
+        devices."""
+        return self.strategy_info.kind == "tpu" or getattr(self.strategy_info, "distribution", None) is not None
 
     def precision(self, v: dict[str, Any]) -> tuple[str, str]:
         """(Keras dtype policy, why) for a trial's values (`values`) on this machine."""
@@ -375,7 +377,8 @@ def _build_model(v: dict[str, Any], jit_compile: str | bool, num_classes: int,
         optimizer=make_optimizer(v["optimizer"], float(v["learning_rate"]), float(v["weight_decay"])),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=float(v["label_smoothing"])),
         **compile_metrics(num_classes, padded=padded_eval),
-        jit_compile=jit_compile,
+        # JAX has no graph mode without XLA: jit_compile false would run every op eagerly
+        jit_compile=True if keras.backend.backend() == "jax" else jit_compile,
         steps_per_execution=steps_per_execution,
     )
     return model
