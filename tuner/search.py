@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -189,10 +190,18 @@ def run_search(opts: SearchOptions, progress=None) -> SearchResult:
     if opts.role == "worker" and "chief" in opts.worker_id:
         raise TunerError(f"worker id {opts.worker_id!r} may not contain 'chief' (Keras Tuner reserves it)")
     _security(opts)  # a bad --token or --tls-* flag is one line before anything loads
+    space, project, root, is_demo = prepare(opts, log=progress.log, need_data=opts.role != "chief")
     from tuner.backend import describe, select
 
-    backend_line = describe(*select(opts.backend))  # before _search imports Keras
-    space, project, root, is_demo = prepare(opts, log=progress.log, need_data=opts.role != "chief")
+    chosen = select(opts.backend)  # before _search imports Keras
+    backend_line = describe(*chosen)
+    if chosen[0] == "jax" and "://" not in project and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        # JAX's persistent compilation cache in the project: a resumed search
+        # (after a kill, or a new process) loads its train steps instead of
+        # compiling them again (a 32 px MobileNetV2 trial: 281 s -> 91 s here)
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(os.path.abspath(project), ".jax-cache")
+        if "jax" in sys.modules:  # already imported (a notebook): it read its environment then
+            sys.modules["jax"].config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
     warm = _warm_start(opts, space, project)
     from tuner.engine import project as proj
 

@@ -240,6 +240,37 @@ def _refit_model(project, meta, trials, members: list[tuple[str, float]], root: 
     return ensemble_model(named, [w for _, w in members], size), info
 
 
+def _saved_model(model, saved: str) -> str:
+    """Write the SavedModel; it is TensorFlow's format: under JAX Keras
+    converts the model through jax2tf, which needs TensorFlow, and where
+    that fails the export says so in one line and goes on (model.keras
+    loads under either backend)."""
+    import contextlib
+    import io
+
+    import keras
+
+    from tuner.backend import installed
+
+    jax = keras.backend.backend() == "jax"
+    if jax and not installed("tensorflow"):
+        return ("SavedModel: not written (it needs TensorFlow, not installed here; model.keras serves the same "
+                "model, or run this export with TensorFlow installed)")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            model.export(saved)
+    except Exception as e:
+        if not jax:
+            raise
+        import shutil
+
+        shutil.rmtree(saved, ignore_errors=True)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        return (f"SavedModel: not written (the JAX backend's conversion failed: {first}); model.keras serves "
+                "the same model, or export again with --backend tensorflow")
+    return f"SavedModel: {saved}"
+
+
 def _refit_lines(info: dict[str, Any] | None) -> list[str]:
     if info is None:
         return []
@@ -386,12 +417,7 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     shipped.save(model_path)
     yield f"model: {model_path}" + (" (the refit, trained on train + val: not scored)" if refit_info else "")
     saved = os.path.join(out, "model.export")
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        shipped.export(saved)
-    yield f"SavedModel: {saved}"
+    yield _saved_model(shipped, saved)
     scored_path = model_path
     if refit_info:
         scored_path = os.path.join(out, SEARCH_MODEL)
