@@ -20,14 +20,6 @@ pytest.importorskip("jax")
 pytestmark = pytest.mark.jax
 
 
-@pytest.fixture(scope="session")
-def jax_cache(tmp_path_factory) -> dict[str, str]:
-    """One persistent JAX compilation cache for the session's JAX processes."""
-    d = tmp_path_factory.mktemp("jax-cache")
-    return {"JAX_COMPILATION_CACHE_DIR": str(d), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-
-
 def python(code: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     e = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=e,
@@ -49,6 +41,11 @@ def kill_after_epoch(proc: subprocess.Popen, project: Path, trial: str = "0", ep
     finally:
         proc.wait(timeout=60)
         proc.stdout.close()
+
+
+#: every JAX test's space: one graph (dropout 0, as the 4-device comparison
+#: needs), so the session's compilation cache compiles its 1-device step once
+NO_DROPOUT = "  dropout: {value: 0.0}\n"
 
 
 def pointer(project: Path, trial: str = "0") -> dict:
@@ -123,7 +120,7 @@ def test_jax_search_killed_resumes_under_tensorflow(flower_root, tmp_path, jax_c
     """A JAX search killed by SIGKILL after epoch 1 resumes under TensorFlow
     (the weight files do not depend on the backend): epochs 2 and 3 train
     there; each run says its backend, status shows both."""
-    space = tiny_space(tmp_path, epochs=3, steps=2)
+    space = tiny_space(tmp_path, epochs=3, steps=2, extra=NO_DROPOUT)
     project = tmp_path / "proj"
     args = ("--space", str(space), "--data", str(flower_root), "--project", str(project), "--max-trials", "1")
     proc = start(*args, "--backend", "jax", env=jax_cache)
@@ -143,7 +140,7 @@ def test_tensorflow_search_killed_resumes_under_jax_and_exports(flower_root, tmp
     JAX to the end; `best --export --refit` under JAX writes model.keras
     (the SavedModel as a path or one line), and that model.keras predicts
     under TensorFlow."""
-    space = tiny_space(tmp_path, epochs=2, steps=2)
+    space = tiny_space(tmp_path, epochs=2, steps=2, extra=NO_DROPOUT)
     project = tmp_path / "proj"
     args = ("--space", str(space), "--data", str(flower_root), "--project", str(project), "--max-trials", "1")
     proc = start(*args, "--backend", "tensorflow")
@@ -174,10 +171,9 @@ FOUR = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
 def test_four_devices_match_one_device(flower_root, tmp_path, jax_cache):
     """A search trains data-parallel over 4 (fake CPU) devices, global batch
     8 = 2 x 4, and its first epoch's metrics match a 1-device run at batch 8."""
-    extra = "  dropout: {value: 0.0}\n"
     rows = {}
     for name, batch, strategy, env in (("one", 8, "cpu", {}), ("four", 2, "mirrored", FOUR)):
-        space = tiny_space(tmp_path, epochs=1, steps=2, extra=extra, name=f"{name}.yaml")
+        space = tiny_space(tmp_path, epochs=1, steps=2, extra=NO_DROPOUT, name=f"{name}.yaml")
         space.write_text(space.read_text().replace("batch_per_replica: 8", f"batch_per_replica: {batch}"))
         project = tmp_path / name
         r = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project",
