@@ -38,6 +38,16 @@ def _inference_model(values: dict[str, Any], weights_path: str, num_classes: int
     return keras.Model(trained.inputs, trained.outputs, name=trained.name)
 
 
+def on_batch(model) -> Callable:
+    """The model's predict_on_batch for tf.data's batches: under JAX they go
+    in as numpy (a jitted JAX function takes no TensorFlow tensor)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        return lambda x: model.predict_on_batch(np.asarray(x))
+    return model.predict_on_batch
+
+
 def load_any_model(path: str):
     """A callable images -> probabilities for model.keras or a SavedModel folder."""
     import keras
@@ -58,7 +68,7 @@ def load_any_model(path: str):
     if not storage.exists(path):
         raise ProjectError(f"model {path} not found; give a model.keras file or a model.export folder")
     model = keras.models.load_model(path)
-    return (lambda x: model.predict_on_batch(x)), int(model.input_shape[1])
+    return on_batch(model), int(model.input_shape[1])
 
 
 def predict_split(predict, data, split: str, batch: int):
@@ -306,7 +316,7 @@ def _choose_ensemble(meta, trials, best, k: int, root: str, classes, batch: int)
         with storage.local_copy(os.path.join(t.trial_dir, "checkpoint.weights.h5")) as local:
             model = member_at(_inference_model(values, local, len(classes)), size, f"trial_{t.trial_id}")
         members.append(model)
-        labels, p = predict_split(model.predict_on_batch, data, "val", batch)
+        labels, p = predict_split(on_batch(model), data, "val", batch)
         if y is None:
             y = labels
         probs.append(p)
