@@ -63,8 +63,11 @@ def flower_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def jax_cache(tmp_path_factory) -> dict[str, str]:
     """One persistent JAX compilation cache for the session's JAX processes
-    (tests/test_jax.py): a graph compiled once serves every later process."""
-    d = tmp_path_factory.mktemp("jax-cache")
+    (tests/test_jax.py): a graph compiled once serves every later process,
+    those of the other pytest-xdist workers too (their base folders share a parent)."""
+    base = tmp_path_factory.getbasetemp()
+    d = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "jax-cache"
+    d.mkdir(exist_ok=True)
     return {"JAX_COMPILATION_CACHE_DIR": str(d), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
