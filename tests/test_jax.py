@@ -166,6 +166,8 @@ def test_tensorflow_search_killed_resumes_under_jax_and_exports(flower_root, tmp
 
 
 FOUR = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+#: both runs read the same batches (tf.data's training reads are unordered by default)
+SAME_BATCHES = {"TUNER_DETERMINISTIC": "1"}
 
 
 def test_four_devices_match_one_device(flower_root, tmp_path, jax_cache):
@@ -181,7 +183,7 @@ def test_four_devices_match_one_device(flower_root, tmp_path, jax_cache):
         project = tmp_path / name
         r = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project",
                     str(project), "--max-trials", "1", "--backend", "jax", "--strategy", strategy,
-                    env={**jax_cache, **env})
+                    env={**jax_cache, **SAME_BATCHES, **env})
         assert r.returncode == 0, r.stdout + r.stderr
         if name == "four":
             assert "JAX data parallel on mirrored, 4 replica(s)" in r.stdout, r.stdout
