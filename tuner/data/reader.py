@@ -148,7 +148,6 @@ def _reason(error) -> str:
     return first.rsplit(": ", 1)[-1][:160]
 
 
-@dataclass
 def deterministic_input() -> bool:
     """TUNER_DETERMINISTIC=1: training reads its records in one fixed order
     (a little slower), so two runs with the same seed see the same batches;
@@ -156,6 +155,7 @@ def deterministic_input() -> bool:
     return os.environ.get("TUNER_DETERMINISTIC") == "1"
 
 
+@dataclass
 class FlowerData:
     """One data root at one image size. Cheap to build: lists files only."""
 
