@@ -243,7 +243,11 @@ class FlowerHyperModel(kt.HyperModel):
         batch = self.global_batch(v)
         k = train.validation_steps
         cache_train, cache_val = data.cache_splits(train.cache, k * batch if k else None)
-        train_ds = train_dataset(data, v, batch, cache_train, pipeline_seed(self.seed, hp.values, initial_epoch))
+        # seeded by the global batch, not the per-replica one: a trial on N devices
+        # reads the batches it would read on one device at the same global batch
+        # (on one device the two are equal: the seed is what it always was)
+        seeded = {**hp.values, "batch_per_replica": batch} if "batch_per_replica" in hp.values else hp.values
+        train_ds = train_dataset(data, v, batch, cache_train, pipeline_seed(self.seed, seeded, initial_epoch))
         return data, train_ds, data.val_dataset(batch, cache=cache_val, steps=k, static=self.padded_eval)
 
     def fit(self, hp, model, *args, callbacks=None, initial_epoch: int = 0, epochs=None, watched=None, **kwargs):
