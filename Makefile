@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 # TensorFlow comes from the `cpu` extra here; on Kaggle/Colab/GPU images use
 # their own TensorFlow (pip install -e . without the extra).
-EXTRAS ?= cpu,test
+EXTRAS ?= cpu,jax,test
 
 .PHONY: demo test faults bench setup clean
 

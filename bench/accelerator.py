@@ -11,6 +11,11 @@ is what `train.precision: auto` and `jit_compile: auto` are judged by.
     .venv/bin/python bench/accelerator.py                  # a GPU: 192 and 512 px
     .venv/bin/python bench/accelerator.py --quick          # any machine: 32 px, a smoke run
     .venv/bin/python bench/accelerator.py --sizes 192 --backbones resnet50v2 --no-trial
+    python bench/accelerator.py --backend jax --synthetic  # JAX + Keras, no TensorFlow needed
+
+`--synthetic` trains from in-memory numpy batches and imports no
+TensorFlow (a JAX GPU box without it); it measures the throughput table
+only: the trial comparison and the input pipeline need the tf.data reader.
 
 Each configuration is built in a fresh Keras session and trained on one
 synthetic batch repeated (the input costs nothing there), `--warmup` steps
@@ -57,7 +62,17 @@ def parse_args(argv=None):
     p.add_argument("--out", default=os.path.join(C.REPO, "bench", "out", "accelerator.json"),
                    help="where the figures go as JSON (default: bench/out/accelerator.json)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
+    p.add_argument("--backend", choices=("tensorflow", "jax"), help="Keras backend (default: $KERAS_BACKEND, "
+                   "else tensorflow)")
+    p.add_argument("--synthetic", action="store_true", help="numpy batches, no TensorFlow import: the "
+                   "throughput table only (implies --no-trial --no-pipeline)")
     args = p.parse_args(argv)
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend  # before the first `import keras`
+    if args.synthetic:
+        args.trial = args.pipeline = False
+    if os.environ.get("KERAS_BACKEND") == "jax":
+        args.jit = "true"  # JAX always compiles (build_model ignores jit_compile false there)
     if args.quick:
         args.backbones, args.sizes, args.precisions = "resnet50v2", "32", "float32,mixed_bfloat16"
         args.batch, args.warmup, args.steps = 16, 1, 2
@@ -65,7 +80,19 @@ def parse_args(argv=None):
     return args
 
 
+def _jax() -> bool:
+    import keras
+
+    return keras.backend.backend() == "jax"
+
+
 def device_description() -> str:
+    if _jax():
+        import jax
+
+        devs = jax.local_devices()
+        kinds = sorted({f"{d.platform}: {getattr(d, 'device_kind', '?')}" for d in devs})
+        return f"JAX {jax.__version__}, {len(devs)} device(s) ({'; '.join(kinds)}); host {C.machine()}"
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -88,7 +115,6 @@ def train_rate(backbone: str, size: int, precision: str, jit: bool, args) -> dic
     """Images/s of `model.fit` steps on one repeated synthetic batch."""
     import keras
     import numpy as np
-    import tensorflow as tf
 
     from tuner.model.hypermodel import build_model
 
@@ -98,6 +124,11 @@ def train_rate(backbone: str, size: int, precision: str, jit: bool, args) -> dic
     model = build_model(v, jit_compile=jit, precision=precision)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (args.batch, size, size, 3)).astype("float32")
+    if args.synthetic:
+        y = np.eye(104, dtype="float32")[rng.integers(0, 104, args.batch)]
+        return _train_rate_arrays(model, x, y, backbone, size, precision, jit, args)
+    import tensorflow as tf
+
     y = tf.one_hot(rng.integers(0, 104, args.batch), 104)
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
     t0 = time.perf_counter()
@@ -105,6 +136,21 @@ def train_rate(backbone: str, size: int, precision: str, jit: bool, args) -> dic
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
     model.fit(ds, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    dt = time.perf_counter() - t0
+    return {"backbone": backbone, "size": size, "precision": precision, "jit": jit,
+            "images_per_s": args.steps * args.batch / dt, "warmup_s": first, "load": C.load()}
+
+
+def _train_rate_arrays(model, x, y, backbone, size, precision, jit, args) -> dict:
+    """`train_rate` from one numpy batch (train_on_batch: no tf.data)."""
+    t0 = time.perf_counter()
+    for _ in range(args.warmup):
+        model.train_on_batch(x, y)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        loss = model.train_on_batch(x, y)
+    float(loss[0] if isinstance(loss, list) else loss)  # the last step has finished
     dt = time.perf_counter() - t0
     return {"backbone": backbone, "size": size, "precision": precision, "jit": jit,
             "images_per_s": args.steps * args.batch / dt, "warmup_s": first, "load": C.load()}
@@ -140,6 +186,10 @@ def throughput_table(args) -> list[dict]:
 
 
 def _has_gpu() -> bool:
+    if _jax():
+        import jax
+
+        return jax.local_devices()[0].platform == "gpu"
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
@@ -179,10 +229,23 @@ def pipeline_rate(args, root: str) -> dict:
     return {"size": size, "images_per_s": rate, "load": la}
 
 
+def _versions() -> str:
+    """Package versions without importing TensorFlow (for --synthetic)."""
+    from importlib import metadata
+
+    out = []
+    for dist in ("jax", "jaxlib", "keras", "keras-tuner", "tensorflow", "tensorflow-cpu"):
+        try:
+            out.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join(out)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     C.header("bench/accelerator.py: precision, XLA, trial overhead and input pipeline on this device")
-    print(C.versions())
+    print(_versions() if args.synthetic else C.versions())
     desc = device_description()
     print(f"device: {desc}")
     out: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "device": desc,
@@ -217,6 +280,8 @@ def main(argv=None) -> int:
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
     print(f"figures written to {args.out}")
+    if args.synthetic:
+        print(f"TensorFlow imported: {'yes' if 'tensorflow' in sys.modules else 'no'}")
     for ok, what in verdicts:
         C.verdict(ok, what)
     return 0

@@ -60,6 +60,18 @@ def flower_root(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("flowers"))
 
 
+@pytest.fixture(scope="session")
+def jax_cache(tmp_path_factory) -> dict[str, str]:
+    """One persistent JAX compilation cache for the session's JAX processes
+    (tests/test_jax.py): a graph compiled once serves every later process,
+    those of the other pytest-xdist workers too (their base folders share a parent)."""
+    base = tmp_path_factory.getbasetemp()
+    d = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "jax-cache"
+    d.mkdir(exist_ok=True)
+    return {"JAX_COMPILATION_CACHE_DIR": str(d), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600, cwd: Path | None = None):
     e = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     return subprocess.run([sys.executable, "-m", "tuner", *args], capture_output=True, text=True,

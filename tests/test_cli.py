@@ -14,7 +14,7 @@ from conftest import REPO, run_cli, tiny_space
 
 def test_help_is_fast_and_imports_no_tensorflow():
     code = ("import sys, time; t=time.perf_counter(); from tuner.cli import build_parser; build_parser(); "
-            "import tuner.spaces, tuner.data.augment, tuner.results.plots, tuner.model.backbones; "
+            "import tuner.spaces, tuner.data.augment, tuner.results.plots, tuner.model.backbones, tuner.backend; "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules, time.perf_counter()-t)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     tf_loaded, keras_loaded, seconds = r.stdout.split()
@@ -27,7 +27,7 @@ def test_help_is_fast_and_imports_no_tensorflow():
 
 @pytest.mark.parametrize("flag", ["--space", "--data", "--project", "--max-trials", "--epochs", "--steps-per-epoch",
                                   "--method", "--strategy", "--max-time", "--weights", "--seed", "--overwrite",
-                                  "--cpu-replicas", "--warm-start"])
+                                  "--cpu-replicas", "--warm-start", "--backend"])
 def test_search_help_names_every_flag(flag):
     r = run_cli("search", "--help")
     assert flag in r.stdout

@@ -273,8 +273,13 @@ def lr_of(project: Path, tid: str) -> float:
         "learning_rate"]
 
 
-def test_a_trial_that_cannot_learn_stops_at_the_first_rung_and_the_best_continues(ten_classes, tmp_path):
-    args = et_args(tmp_path, ten_classes)
+# also under Keras' JAX backend (issue 21): the same rungs, decisions and resume
+# (JAX compiles ResNet50V2 for minutes on 2 shared cores: `make faults` runs that one)
+@pytest.mark.parametrize("backend", ["tensorflow", pytest.param("jax", marks=[pytest.mark.jax, pytest.mark.slow])])
+def test_a_trial_that_cannot_learn_stops_at_the_first_rung_and_the_best_continues(ten_classes, tmp_path, backend):
+    if backend == "jax":
+        pytest.importorskip("jax")
+    args = et_args(tmp_path, ten_classes) + (["--backend", "jax"] if backend == "jax" else [])
     project = tmp_path / "proj"
     r = run_cli("search", "--plain", *args)
     assert r.returncode == 0, r.stdout + r.stderr

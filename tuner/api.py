@@ -82,7 +82,8 @@ def search(space: str = "default", *, data: str | None = None, project: str | No
            max_time: float | str | None = None, max_trials: int | None = None, epochs: int | None = None,
            steps_per_epoch: int | None = None, method: str | None = None, strategy: str = "auto",
            weights: str | None = None, seed: int | None = None, overwrite: bool = False,
-           plain: bool | None = None, cpu_replicas: int | None = None, warm_start: str | None = None):
+           plain: bool | None = None, cpu_replicas: int | None = None, warm_start: str | None = None,
+           backend: str | None = None):
     """Run (or resume) a search, as `python -m tuner search`; returns its
     `SearchResult` (project, the best trial as `best` ranks it, its score and
     the epoch it was reached at, each trial's state, why it stopped). `plain=None` shows live progress where the output is a
@@ -93,12 +94,14 @@ def search(space: str = "default", *, data: str | None = None, project: str | No
     from tuner.spaces import load_space
 
     load_space(space)  # a bad space file raises before TensorFlow loads
+    from tuner.backend import installed, select
 
-    import_tensorflow()
+    if select(backend)[0] == "tensorflow" or installed("tensorflow"):  # tf.data reads the records under JAX too
+        import_tensorflow()
     opts = SearchOptions(space=space, data=data, project=project, max_trials=max_trials, epochs=epochs,
                          steps_per_epoch=steps_per_epoch, method=method, strategy=strategy,
                          cpu_replicas=cpu_replicas, max_time=seconds, weights=weights,
-                         seed=seed, overwrite=overwrite, plain=plain, warm_start=warm_start)
+                         seed=seed, overwrite=overwrite, plain=plain, warm_start=warm_start, backend=backend)
     return run_search(opts)
 
 

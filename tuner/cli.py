@@ -51,6 +51,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _backend_flag(sp) -> None:
+    sp.add_argument("--backend", choices=("auto", "tensorflow", "jax"), default=None,
+                    help="Keras backend (default: auto = $KERAS_BACKEND, else JAX where it sees a TPU, TensorFlow "
+                         "where it sees a GPU, on a CPU the faster one here)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m tuner", description=(
         "flower-tuner: Keras Tuner searches for flower classifiers on Kaggle's Petals to the Metal "
@@ -81,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help="random seed (overrides the space)")
     s.add_argument("--overwrite", action="store_true", help="delete the project's earlier trials and start afresh")
     s.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    _backend_flag(s)
     dist = s.add_argument_group("several machines (Keras Tuner's chief/worker service; --project on shared storage)")
     dist.add_argument("--chief", metavar="HOST:PORT", help="serve the oracle on HOST:PORT and wait for workers")
     dist.add_argument("--connect", metavar="HOST:PORT", help="run trials as a worker of the chief at HOST:PORT")
@@ -117,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--image-size", type=_positive_int, default=64, help="image size to read at (default: 64)")
     c.add_argument("--batch", type=_positive_int, default=32, help="batch size (default: 32)")
     c.add_argument("--scan", action="store_true", help="also read every record to find corrupt files")
+    _backend_flag(c)
     def project_flags(sp):
         g = sp.add_mutually_exclusive_group()
         g.add_argument("--project", help="project directory (default: runs/<space name>)")
@@ -162,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-time", type=parse_duration, metavar="T",
                    help="with --refit: stop the refit cleanly at the first epoch end after T (e.g. 2h45m); "
                         "the same command continues it")
+    _backend_flag(b)
 
     bd = sub.add_parser("board", help="TensorBoard on a project: every trial's curves and the HParams dashboard",
                         description="Start TensorBoard on a project: each trial is a run with its epoch metrics "
@@ -178,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch", type=_positive_int, default=64, help="batch size (default: 64)")
     pr.add_argument("--tta", type=_positive_int, default=1, metavar="N",
                     help="average over N views of each image (1 to 8; default 1: none), as best --export --tta")
+    _backend_flag(pr)
     return p
 
 
@@ -219,6 +229,10 @@ def _cmd_status(args) -> int:
                 records=[trial_record(t) for t in trials] if args.format == "json" else None)
     if args.format not in ("json", "csv"):  # a line after those would break their parsers
         from tuner.engine import ledger
+        from tuner.results.trials import backend_line
+
+        if backend_line(trials):
+            print(backend_line(trials))
 
         runs = ledger.load_runs(project)
         spent = ledger.describe(ledger.totals(runs), len(runs))
@@ -347,7 +361,7 @@ def _cmd_search(args) -> int:
         overwrite=args.overwrite, plain=True if args.plain else None,
         chief=args.chief, connect=args.connect, worker_id=args.worker_id, lease=args.lease,
         warm_start=args.warm_start, token=args.token, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        tls_ca=args.tls_ca, insecure=args.insecure, started=process_start(),
+        tls_ca=args.tls_ca, insecure=args.insecure, started=process_start(), backend=args.backend,
     )
     result = run_search(opts)
     return _stop_code(result.stopped) if result.stopped else 0
@@ -371,9 +385,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             load_space(args.space)  # a bad space file is one line at once, before TensorFlow loads
         if args.command in NEEDS_TENSORFLOW or (args.command == "best" and args.export):
+            from tuner.backend import select
+
+            name, _ = select(getattr(args, "backend", None))  # before anything imports Keras
+            from tuner.backend import installed
             from tuner.quiet import import_tensorflow
 
-            import_tensorflow()
+            if name == "tensorflow" or installed("tensorflow"):  # tf.data reads the records under JAX too
+                import_tensorflow()
         return COMMANDS[args.command](args)
     except TunerError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -148,6 +148,13 @@ def _reason(error) -> str:
     return first.rsplit(": ", 1)[-1][:160]
 
 
+def deterministic_input() -> bool:
+    """TUNER_DETERMINISTIC=1: training reads its records in one fixed order
+    (a little slower), so two runs with the same seed see the same batches;
+    the test comparing 4 devices with 1 relies on it."""
+    return os.environ.get("TUNER_DETERMINISTIC") == "1"
+
+
 @dataclass
 class FlowerData:
     """One data root at one image size. Cheap to build: lists files only."""
@@ -376,7 +383,7 @@ class FlowerData:
                 raise DataError(f"no {name} records in {self._split_dir(name)}")
             files += self.files(name)
         options = tf.data.Options()
-        options.deterministic = ordered
+        options.deterministic = ordered or deterministic_input()
         if ordered:
             ds = tf.data.TFRecordDataset(files)
         else:
@@ -385,7 +392,7 @@ class FlowerData:
                 tf.data.TFRecordDataset,
                 cycle_length=min(len(files), 16),
                 num_parallel_calls=AUTOTUNE,
-                deterministic=False,
+                deterministic=deterministic_input(),
             )
         return ds.with_options(options)
 
@@ -394,7 +401,7 @@ class FlowerData:
         several labelled splits read as one (a refit trains on train + val)."""
         labeled = all(s in records.LABELED_SPLITS for s in ((split,) if isinstance(split, str) else split))
         return self._records(split, ordered).map(
-            self._parse(labeled), num_parallel_calls=AUTOTUNE, deterministic=ordered
+            self._parse(labeled), num_parallel_calls=AUTOTUNE, deterministic=ordered or deterministic_input()
         )
 
     # ---- pipelines --------------------------------------------------------

@@ -94,6 +94,7 @@ class EpochState(keras.callbacks.Callback):
             "replicas": self.tuner.hypermodel.strategy_info.replicas, "worker": self.tuner.tuner_id,
             "best_epoch": self.best_epoch(),
             "precision": self.model.dtype_policy.name,
+            "backend": keras.backend.backend(),
             "steps_per_execution": int(self.model.steps_per_execution),
             # EarlyStopping (the trial's own callbacks run first) said stop:
             # a resume must not train another epoch.

@@ -41,9 +41,9 @@ WRITE_CHUNK = 64 << 20
 
 
 def _gfile():
-    import tensorflow as tf
+    from tuner.engine.storage import files
 
-    return tf.io.gfile
+    return files()
 
 
 class DiskFull(TunerError):

@@ -32,6 +32,12 @@ def best_tag(objective: str) -> str:
 
 
 def available() -> bool:
+    """The tensorboard package, and TensorFlow, whose tf.summary writes the
+    files (a JAX machine without TensorFlow writes none, and says so)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        return False
     try:
         import tensorboard.plugins.hparams.api  # noqa: F401
     except ImportError:

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 
+def _tensorflow_backend() -> bool:
+    """Only TensorFlow's Keras backend registers gradients (JAX keeps none)."""
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
+
+
 def gradient_registry_keys() -> set[str]:
+    if not _tensorflow_backend():
+        return set()
     try:
         from tensorflow.python.framework import ops as tf_ops
 
@@ -25,6 +34,8 @@ def forget_trial_graphs(known: set[str]) -> None:
     import gc
 
     try:
+        if not _tensorflow_backend():
+            raise ImportError
         from tensorflow.python.framework import ops as tf_ops
 
         registry = tf_ops._gradient_registry._registry  # noqa: SLF001

@@ -9,7 +9,6 @@ Nothing here is scored: the model has seen the validation images."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -134,7 +133,7 @@ def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=N
     info = detect(strategy)
     seed = int(space.get("seed") or 0)
     keras.utils.set_random_seed((seed + int(plan.trial_id)) % (2**31))
-    scope = info.strategy.scope() if info.replicas > 1 or info.kind == "tpu" else contextlib.nullcontext()
+    scope = info.scope()
     policy, _ = choose(values["precision"], this_device(info.kind))
     batch = info.global_batch(int(values["batch_per_replica"]))
     steps = int(train["steps_per_epoch"] or max(1, (data.count("train") + data.count("val")) // batch))

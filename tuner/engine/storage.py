@@ -107,3 +107,68 @@ def local_copy(path: str) -> Iterator[str]:
         with _remote(path) as gfile:
             gfile.copy(path, local, overwrite=True)
         yield local
+
+
+class LocalFiles:
+    """The part of `tf.io.gfile` the checkpoint uses, for local paths with
+    plain `os` and the rest through tf.io.gfile: under Keras' JAX backend
+    (and on a machine without TensorFlow) a local project's checkpoints
+    import no TensorFlow."""
+
+    @staticmethod
+    def _tf(path: str):
+        from tuner.quiet import import_tensorflow
+
+        return import_tensorflow().io.gfile if is_remote(path) else None
+
+    def GFile(self, path: str, mode: str = "r"):  # noqa: N802 - tf.io.gfile's name
+        remote = self._tf(path)
+        return remote.GFile(path, mode) if remote else open(path, mode)
+
+    def exists(self, path: str) -> bool:
+        remote = self._tf(path)
+        return remote.exists(path) if remote else os.path.exists(path)
+
+    def makedirs(self, path: str) -> None:
+        remote = self._tf(path)
+        remote.makedirs(path) if remote else os.makedirs(path, exist_ok=True)
+
+    def listdir(self, path: str) -> list[str]:
+        remote = self._tf(path)
+        return remote.listdir(path) if remote else os.listdir(path)
+
+    def remove(self, path: str) -> None:
+        remote = self._tf(path)
+        remote.remove(path) if remote else os.unlink(path)
+
+    def rmtree(self, path: str) -> None:
+        import shutil
+
+        remote = self._tf(path)
+        remote.rmtree(path) if remote else shutil.rmtree(path)
+
+    def rename(self, src: str, dst: str, overwrite: bool = False) -> None:
+        remote = self._tf(src)
+        if remote:
+            remote.rename(src, dst, overwrite=overwrite)
+        elif not overwrite and os.path.exists(dst):
+            raise FileExistsError(errno.EEXIST, "exists", dst)
+        else:
+            os.replace(src, dst)
+
+    def copy(self, src: str, dst: str, overwrite: bool = False) -> None:
+        import shutil
+
+        remote = self._tf(src)
+        remote.copy(src, dst, overwrite=overwrite) if remote else shutil.copyfile(src, dst)
+
+
+def files():
+    """tf.io.gfile under TensorFlow (as before); `LocalFiles` under JAX."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        from tuner.quiet import import_tensorflow
+
+        return import_tensorflow().io.gfile
+    return LocalFiles()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 import time
 from typing import Any
 
@@ -206,9 +207,10 @@ class FlowerTunerMixin:
 
     def _fit(self, hp, model, values, callbacks, initial, epochs, watched) -> None:
         """The hypermodel's fit, with TensorFlow's errors sorted into
-        fatal (bad data: stop with the file's name) and trial failures."""
-        import tensorflow as tf
-
+        fatal (bad data: stop with the file's name) and trial failures.
+        tf.errors only where TensorFlow is loaded (under JAX: by tf.data)."""
+        tf = sys.modules.get("tensorflow")
+        op_error = tf.errors.OpError if tf is not None else OSError
         try:
             self.hypermodel.fit(hp, model, callbacks=callbacks, initial_epoch=initial, epochs=epochs,
                                 watched=watched, rungs=self._rungs())
@@ -216,10 +218,17 @@ class FlowerTunerMixin:
             raise
         except TunerError as e:
             raise Fatal(e) from None
-        except (OSError, tf.errors.OpError) as e:
+        except Exception as e:
+            if type(e).__name__ in ("XlaRuntimeError", "JaxRuntimeError") and "RESOURCE_EXHAUSTED" in str(e):
+                raise kt.errors.FailedTrialError(
+                    f"out of memory ({str(e).splitlines()[0][:100]}); try a smaller batch or image size") from None
+            if not isinstance(e, (OSError, op_error)):
+                raise
             if disk_full(e):
                 raise Fatal(DiskFull(f"no space left on the device ({str(e).splitlines()[0][:80]}); free "
                                      "some space and run the same command again")) from None
+            if tf is None:
+                raise
             if isinstance(e, tf.errors.ResourceExhaustedError):
                 raise kt.errors.FailedTrialError(
                     f"out of memory ({str(e).splitlines()[0][:100]}); try a smaller batch or image size")

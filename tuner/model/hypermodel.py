@@ -206,8 +206,10 @@ class FlowerHyperModel(kt.HyperModel):
     @property
     def padded_eval(self) -> bool:
         """A TPU compiles one shape: its last validation batch is padded, and
-        the model's metrics must then take the padding's zero weights."""
-        return self.strategy_info.kind == "tpu"
+        the model's metrics must then take the padding's zero weights. So
+        under JAX's DataParallel, whose batches must split evenly over the
+        devices."""
+        return self.strategy_info.kind == "tpu" or getattr(self.strategy_info, "distribution", None) is not None
 
     def precision(self, v: dict[str, Any]) -> tuple[str, str]:
         """(Keras dtype policy, why) for a trial's values (`values`) on this machine."""
@@ -242,7 +244,11 @@ class FlowerHyperModel(kt.HyperModel):
         batch = self.global_batch(v)
         k = train.validation_steps
         cache_train, cache_val = data.cache_splits(train.cache, k * batch if k else None)
-        train_ds = train_dataset(data, v, batch, cache_train, pipeline_seed(self.seed, hp.values, initial_epoch))
+        # seeded by the global batch, not the per-replica one: a trial on N devices
+        # reads the batches it would read on one device at the same global batch
+        # (on one device the two are equal: the seed is what it always was)
+        seeded = {**hp.values, "batch_per_replica": batch} if "batch_per_replica" in hp.values else hp.values
+        train_ds = train_dataset(data, v, batch, cache_train, pipeline_seed(self.seed, seeded, initial_epoch))
         return data, train_ds, data.val_dataset(batch, cache=cache_val, steps=k, static=self.padded_eval)
 
     def fit(self, hp, model, *args, callbacks=None, initial_epoch: int = 0, epochs=None, watched=None,
@@ -436,7 +442,8 @@ def _build_model(v: dict[str, Any], jit_compile: str | bool, num_classes: int,
         optimizer=make_optimizer(v["optimizer"], float(v["learning_rate"]), float(v["weight_decay"])),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=float(v["label_smoothing"])),
         **compile_metrics(num_classes, padded=padded_eval),
-        jit_compile=jit_compile,
+        # JAX has no graph mode without XLA: jit_compile false would run every op eagerly
+        jit_compile=True if keras.backend.backend() == "jax" else jit_compile,
         steps_per_execution=steps_per_execution,
     )
     return model

@@ -59,7 +59,7 @@ class MacroScore(keras.metrics.Metric):
 
     def reset_state(self):
         for v in (self.tp, self.fp, self.fn):
-            v.assign(ops.zeros_like(v))
+            v.assign(ops.zeros(v.shape, dtype=v.dtype))
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "num_classes": self.num_classes}

@@ -40,6 +40,10 @@ def this_device(strategy_kind: str) -> Device:
     """The device trials run on, from the strategy's kind and TensorFlow."""
     if strategy_kind == "tpu":
         return Device("tpu")
+    import keras
+
+    if keras.backend.backend() == "jax":
+        return _jax_device()
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
@@ -47,6 +51,20 @@ def this_device(strategy_kind: str) -> Device:
         details = tf.config.experimental.get_device_details(gpus[0])
         cc = details.get("compute_capability")
         return Device("gpu", tuple(cc) if cc else None, name=str(details.get("device_name", "")))
+    return Device("cpu", cpu_flags=_cpu_flags())
+
+
+def _jax_device() -> Device:
+    """The same facts from JAX (no TensorFlow under the JAX backend)."""
+    import jax
+
+    d = jax.local_devices()[0]
+    if d.platform == "tpu":
+        return Device("tpu")
+    if d.platform == "gpu":
+        cc = getattr(d, "compute_capability", None)
+        parsed = tuple(int(x) for x in str(cc).split(".")[:2]) if cc else None
+        return Device("gpu", parsed, name=str(getattr(d, "device_kind", "")))
     return Device("cpu", cpu_flags=_cpu_flags())
 
 

@@ -1,5 +1,8 @@
 """Choosing the distribution strategy the way the public notebooks do: TPU,
 else several GPUs (MirroredStrategy), else one GPU or the CPU default.
+Under Keras' JAX backend the same choice is keras.distribution.DataParallel
+over the local devices (TPU chips, GPUs, or CPU devices split by XLA_FLAGS),
+and no TensorFlow is imported here.
 
 `cpu_replicas` splits the CPU into N logical devices so that MirroredStrategy
 (and every multi-replica code path) runs on a plain CPU machine; the tests
@@ -8,8 +11,10 @@ use it. It must happen before TensorFlow initialises its devices.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +29,27 @@ class StrategyInfo:
     kind: str  # tpu | mirrored | gpu | cpu
     replicas: int
     devices: tuple[str, ...]
+    #: JAX: the keras.distribution.DataParallel set for this process (None: one device, or TensorFlow)
+    distribution: Any = None
 
     def global_batch(self, batch_per_replica: int) -> int:
         return batch_per_replica * self.replicas
 
+    @property
+    def tf_strategy(self) -> bool:
+        """Whether `strategy` is a tf.distribute strategy that Keras Tuner and
+        a refit must enter (TensorFlow with several replicas, or a TPU)."""
+        return self.strategy is not None and (self.replicas > 1 or self.kind == "tpu")
+
+    def scope(self):
+        """The strategy's scope where there is one to enter; else nothing
+        (JAX's DataParallel is set process-wide)."""
+        return self.strategy.scope() if self.tf_strategy else contextlib.nullcontext()
+
     def describe(self) -> str:
         devs = ", ".join(self.devices) if self.devices else "default device"
+        if self.distribution is not None:
+            return f"JAX data parallel on {self.kind}, {self.replicas} replica(s) ({devs})"
         return f"{self.kind} strategy, {self.replicas} replica(s) ({devs})"
 
 
@@ -118,6 +138,10 @@ def detect(kind: str = "auto", cpu_replicas: int | None = None) -> StrategyInfo:
         raise TunerError(f"unknown strategy {kind!r}; choose one of {', '.join(KINDS)}")
     if cpu_replicas is None and os.environ.get("TUNER_CPU_REPLICAS"):
         cpu_replicas = int(os.environ["TUNER_CPU_REPLICAS"])
+    import keras
+
+    if keras.backend.backend() == "jax":
+        return detect_jax(kind, cpu_replicas)
     import tensorflow as tf
 
     if cpu_replicas and cpu_replicas > 1:
@@ -136,3 +160,37 @@ def detect(kind: str = "auto", cpu_replicas: int | None = None) -> StrategyInfo:
     if kind == "auto" and len(gpus) == 1:
         return StrategyInfo(tf.distribute.get_strategy(), "gpu", 1, tuple(gpus))
     return StrategyInfo(tf.distribute.get_strategy(), "cpu", 1, tuple(cpus[:1]))
+
+
+def split_cpu_jax(n: int) -> None:
+    """Make XLA's host platform `n` devices (before JAX starts its CPU
+    client: XLA reads XLA_FLAGS once)."""
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", ""))
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
+def detect_jax(kind: str, cpu_replicas: int | None) -> StrategyInfo:
+    """JAX's devices for `kind`: a TPU's chips or several GPUs (auto,
+    mirrored) train with keras.distribution.DataParallel over all of them,
+    global batch = batch per replica x devices; `cpu` and one device train
+    plainly. `cpu_replicas` splits the CPU into that many XLA devices."""
+    if cpu_replicas and cpu_replicas > 1:
+        split_cpu_jax(cpu_replicas)
+    import jax
+    import keras
+
+    if kind == "cpu":
+        cpu = jax.local_devices(backend="cpu")[:1]
+        return StrategyInfo(None, "cpu", 1, tuple(str(d) for d in cpu))
+    devices = jax.local_devices()
+    platform = devices[0].platform
+    if kind == "tpu" and platform != "tpu":
+        raise TunerError(f"JAX sees no TPU here (its devices are {platform}); use --strategy auto or cpu, "
+                         "or run on a TPU machine")
+    names = tuple(str(d) for d in devices)
+    one = {"tpu": "tpu", "gpu": "gpu"}.get(platform, "cpu")
+    if len(devices) == 1 or (kind == "auto" and platform == "cpu"):  # as TensorFlow's auto: one CPU device
+        return StrategyInfo(None, one, 1, names[:1])
+    distribution = keras.distribution.DataParallel(devices=devices)
+    keras.distribution.set_distribution(distribution)
+    return StrategyInfo(None, "tpu" if platform == "tpu" else "mirrored", len(devices), names, distribution)

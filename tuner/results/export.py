@@ -38,6 +38,16 @@ def _inference_model(values: dict[str, Any], weights_path: str, num_classes: int
     return keras.Model(trained.inputs, trained.outputs, name=trained.name)
 
 
+def on_batch(model) -> Callable:
+    """The model's predict_on_batch for tf.data's batches: under JAX they go
+    in as numpy (a jitted JAX function takes no TensorFlow tensor)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        return lambda x: model.predict_on_batch(np.asarray(x))
+    return model.predict_on_batch
+
+
 def load_any_model(path: str):
     """A callable images -> probabilities for model.keras or a SavedModel folder."""
     import keras
@@ -58,7 +68,7 @@ def load_any_model(path: str):
     if not storage.exists(path):
         raise ProjectError(f"model {path} not found; give a model.keras file or a model.export folder")
     model = keras.models.load_model(path)
-    return (lambda x: model.predict_on_batch(x)), int(model.input_shape[1])
+    return on_batch(model), int(model.input_shape[1])
 
 
 def predict_split(predict, data, split: str, batch: int):
@@ -251,6 +261,37 @@ def _refit_model(project, meta, trials, members: list[tuple[str, float]], root: 
     return ensemble_model(named, [w for _, w in members], size), info
 
 
+def _saved_model(model, saved: str) -> str:
+    """Write the SavedModel; it is TensorFlow's format: under JAX Keras
+    converts the model through jax2tf, which needs TensorFlow, and where
+    that fails the export says so in one line and goes on (model.keras
+    loads under either backend)."""
+    import contextlib
+    import io
+
+    import keras
+
+    from tuner.backend import installed
+
+    jax = keras.backend.backend() == "jax"
+    if jax and not installed("tensorflow"):
+        return ("SavedModel: not written (it needs TensorFlow, not installed here; model.keras serves the same "
+                "model, or run this export with TensorFlow installed)")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            model.export(saved)
+    except Exception as e:
+        if not jax:
+            raise
+        import shutil
+
+        shutil.rmtree(saved, ignore_errors=True)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        return (f"SavedModel: not written (the JAX backend's conversion failed: {first}); model.keras serves "
+                "the same model, or export again with --backend tensorflow")
+    return f"SavedModel: {saved}"
+
+
 def _refit_lines(info: dict[str, Any] | None) -> list[str]:
     if info is None:
         return []
@@ -286,7 +327,7 @@ def _choose_ensemble(meta, trials, best, k: int, root: str, classes, batch: int)
         with storage.local_copy(os.path.join(t.trial_dir, "checkpoint.weights.h5")) as local:
             model = member_at(_inference_model(values, local, len(classes)), size, f"trial_{t.trial_id}")
         members.append(model)
-        labels, p = predict_split(model.predict_on_batch, data, "val", batch)
+        labels, p = predict_split(on_batch(model), data, "val", batch)
         if y is None:
             y = labels
         probs.append(p)
@@ -397,12 +438,7 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
     shipped.save(model_path)
     yield f"model: {model_path}" + (" (the refit, trained on train + val: not scored)" if refit_info else "")
     saved = os.path.join(out, "model.export")
-    import contextlib
-    import io
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        shipped.export(saved)
-    yield f"SavedModel: {saved}"
+    yield _saved_model(shipped, saved)
     scored_path = model_path
     if refit_info:
         scored_path = os.path.join(out, SEARCH_MODEL)

@@ -36,6 +36,7 @@ class TrialInfo:
     worker: str | None = None
     decision: str | None = None  # early termination: "stopped at epoch 2 (rung 1)", "paused at rung 1 (epoch 2)"
     dtype: str | None = None  # the Keras dtype policy it trained in, as recorded at its last epoch
+    backend: str | None = None  # the Keras backend of its last epoch (tensorflow | jax); None before it was recorded
     objective: str = "val_f1"  # the space's metric: what `score` is
 
     @property
@@ -130,6 +131,7 @@ def load_trials(project: str) -> tuple[dict[str, Any], list[TrialInfo]]:
             replicas=int(pointer.get("replicas", 1)),
             worker=(leases.get(t["trial_id"]) or {}).get("worker") or pointer.get("worker"),
             decision=decision, dtype=pointer.get("precision"), objective=objective,
+            backend=pointer.get("backend"),
         )
         if info.worker == "tuner0":  # a one-machine search: no worker to name
             info.worker = None
@@ -210,13 +212,29 @@ def status_row(meta: dict[str, Any], t: TrialInfo) -> dict[str, str]:
     return row
 
 
+def backend_line(trials: list[TrialInfo]) -> str | None:
+    """`status`'s line saying which Keras backend trained which trials
+    (None when no trial recorded one)."""
+    by: dict[str, list[str]] = {}
+    for t in trials:
+        if t.backend:
+            by.setdefault(t.backend, []).append(t.trial_id)
+    if not by:
+        return None
+    if len(by) == 1:
+        return f"backend: {next(iter(by))}"
+    return "backend: " + "; ".join(f"{b} (trial{'s' if len(ids) > 1 else ''} {', '.join(ids)})"
+                                   for b, ids in sorted(by.items()))
+
+
 def trial_record(t: TrialInfo) -> dict[str, Any]:
     """One trial with typed values, for scripts (`--format json`, the Python
     API's `Trials`): its hyperparameters under "values"."""
     return {"trial": t.trial_id, "state": t.state_text(), "val_f1": t.metrics.get("val_f1"),
             "val_precision": t.metrics.get("val_precision"), "val_recall": t.metrics.get("val_recall"),
             "best_epoch": t.best_epoch, "epochs": t.epochs_done, "epochs_planned": t.epochs_planned,
-            "seconds": round(t.seconds, 1), "dtype": t.dtype, "worker": t.worker, "decision": t.decision,
+            "seconds": round(t.seconds, 1), "dtype": t.dtype, "backend": t.backend, "worker": t.worker,
+            "decision": t.decision,
             "trial_dir": t.trial_dir, "values": dict(t.values)}
 
 
