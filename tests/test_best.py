@@ -279,6 +279,7 @@ def test_the_notebook_prints_the_best_trial_or_that_there_is_none_yet(nothing_co
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             exec(cell, {"tuner": tuner, "SPACE": str(space), "DATA": str(ten_classes), "PROJECT": str(where),
-                        "MAX_TIME": 1e-6, "MAX_TRIALS": None})
+                        "MAX_TIME": 1e-6, "MAX_TRIALS": None, "STRATEGY": "auto",
+                        "BACKEND": "tensorflow"})
         assert says in out.getvalue(), out.getvalue()
     assert not math.isnan(result.best_score)
