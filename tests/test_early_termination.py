@@ -187,16 +187,23 @@ def test_a_trial_early_stopping_ended_at_a_rung_takes_no_place_there(tmp_path):
     assert oracle.create_trial("tuner0").trial_id == "3"
 
 
-def test_a_promoted_trial_whose_next_epoch_does_not_fit_is_not_continued(tmp_path):
-    """Trial 0 won rung 1 and waits in the queue; with 5 s left (a 10-s
-    epoch), continuing it would end past the budget: the search ends, and
-    trial 0 waits for the same command with more time."""
+def three_at_rung_1_trial_0_promoted(tmp_path):
+    """Three trials through rung 1 (epoch 2, first epochs 20 s, later 10 s):
+    trial 0 wins it and waits in the queue."""
     oracle = make_oracle(tmp_path, deadline=time.monotonic() + 1000.0)
     for tid, f1 in (("0", 0.3), ("1", 0.1), ("2", 0.2)):
         t = oracle.create_trial("tuner0")
         epoch(oracle, tid, 1, f1 / 2, seconds=20.0)
         epoch(oracle, tid, 2, f1, seconds=10.0)
         end(oracle, t)
+    return oracle
+
+
+def test_a_promoted_trial_whose_next_epoch_does_not_fit_is_not_continued(tmp_path):
+    """Trial 0 won rung 1 and waits in the queue; with 5 s left (a 10-s
+    epoch), continuing it would end past the budget: the search ends, and
+    trial 0 waits for the same command with more time."""
+    oracle = three_at_rung_1_trial_0_promoted(tmp_path)
     assert oracle.scheduler.queue == ["0"]
     oracle.deadline.at = time.monotonic() + 5.0 + oracle.deadline.tail
     assert oracle.create_trial("tuner0").status == "STOPPED"
@@ -455,12 +462,7 @@ def test_on_one_machine_a_graph_kept_traced_costs_no_tracing_again(tmp_path):
 def test_an_oracle_json_written_before_the_scheduler_resumes_its_promoted_trial(tmp_path):
     """The old oracle kept the promoted trial in Keras Tuner's retry queue
     and no queue of its own: a resumed search continues it first."""
-    oracle = make_oracle(tmp_path, deadline=time.monotonic() + 1000.0)
-    for tid, f1 in (("0", 0.3), ("1", 0.1), ("2", 0.2)):
-        t = oracle.create_trial("tuner0")
-        epoch(oracle, tid, 1, f1 / 2, seconds=20.0)
-        epoch(oracle, tid, 2, f1, seconds=10.0)
-        end(oracle, t)
+    oracle = three_at_rung_1_trial_0_promoted(tmp_path)
     state = json.loads(json.dumps(oracle.get_state()))
     del state["flower_tuner"]["queue"]
     state["retry_queue"] = ["0"]  # as the old code wrote it
