@@ -56,7 +56,7 @@ def ten_classes(tmp_path_factory) -> Path:
                          per_class_val=4, n_test=10, files=2)
 
 
-#: Trial 0 draws the learning rate that learns (val_f1 about 0.3 at its
+#: Trial 0 draws the learning rate that learns (val_f1 about 0.4 at its
 #: epoch 3 with moving statistics that catch up); trial 1 cannot learn.
 SPACE = """\
 name: best
@@ -111,6 +111,11 @@ def search_cut_by_sigterm(space: Path, root: Path, project: Path, when, after: f
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     out = io.StringIO()
+    # The records in one fixed order: trial 0's epoch 3 is then 0.41 against
+    # trial 1's 0.07 (here, run after run). Shuffled, trial 0 sometimes
+    # diverged to 0.17 beside trial 1's 0.165, a tie the noise rule keeps.
+    was = os.environ.get("TUNER_DETERMINISTIC")
+    os.environ["TUNER_DETERMINISTIC"] = "1"
     try:
         with contextlib.redirect_stdout(out):
             result = tuner.search(str(space), data=str(root), project=str(project), plain=True)
@@ -118,6 +123,10 @@ def search_cut_by_sigterm(space: Path, root: Path, project: Path, when, after: f
         done.set()
         watcher.join()
         signal.signal(signal.SIGTERM, old)
+        if was is None:
+            os.environ.pop("TUNER_DETERMINISTIC")
+        else:
+            os.environ["TUNER_DETERMINISTIC"] = was
     assert fired.is_set() and (result.stopped or "").startswith("SIGTERM"), out.getvalue()
     return result, out.getvalue()
 

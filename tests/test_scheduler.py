@@ -135,6 +135,9 @@ def test_the_budget_starts_no_trial_that_cannot_reach_its_first_rung():
     t.end()
     assert not t.s.new_trial_fits(VALUES) and t.s.budget_refused
     assert t.s.choose_trial_to_run(sampler_declined=True).pair() == (NONE, None)
+    # said with its figures, for the search's last lines
+    assert t.s.refused_why.endswith(" left, less than a new trial needs to reach its first decision at epoch 2 "
+                                    "(about 30s)"), t.s.refused_why
 
 
 def test_a_promoted_trial_whose_next_epoch_does_not_fit_stays_queued():
@@ -146,6 +149,7 @@ def test_a_promoted_trial_whose_next_epoch_does_not_fit_stays_queued():
     t.deadline.now = t.deadline.at - 5.0  # a 10-s epoch does not fit
     assert t.ask() == (NONE, None)
     assert t.s.budget_refused and t.s.queue == ["0"]  # for the same command with more time
+    assert t.s.refused_why == "5s left, less than trial 0's next epoch (about 20s)"  # its rebuild included
 
 
 def leader_paused_at_rung_2() -> Timeline:

@@ -155,7 +155,8 @@ def test_max_time_is_a_ceiling_for_the_whole_command(flower_root, tmp_path):
     """--max-time 60s: the command, from its start (imports, data checks and
     the first trace included) to its exit, ends within the budget, having
     used most of it; it says, records and `status` shows how the time went."""
-    space = tiny_space(tmp_path, epochs=50, steps=2)
+    # 400 epochs: at 0.3 s an epoch on an idle machine, 50 all fitted in 60 s
+    space = tiny_space(tmp_path, epochs=400, steps=2)
     project = tmp_path / "proj"
     t0 = time.monotonic()
     r = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project", str(project),
@@ -164,7 +165,7 @@ def test_max_time_is_a_ceiling_for_the_whole_command(flower_root, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("max-time reached"))
     k = int(line.split("stopped after epoch ")[1].split(";")[0])
-    assert 1 <= k < 50 and history_epochs(project / "trial_0") == list(range(1, k + 1))
+    assert 1 <= k < 400 and history_epochs(project / "trial_0") == list(range(1, k + 1))
     # The goal (within T + 3%) is measured in bench/budget_ceiling.py on an
     # idle machine; under the test suite's load an epoch's jitter is allowed.
     # Before the budget counted from the process start, this was 68-75 s.

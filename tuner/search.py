@@ -487,7 +487,9 @@ def _search(opts, space, project, root, progress, stopper, warm=None, backend_li
         if text.startswith("paused"):
             result.trials[tid] = "PAUSED"
     if result.stopped is None and oracle.budget_refused:
-        result.stopped = "max-time: nothing more fits in the time left"
+        why = oracle.scheduler.refused_why
+        result.stopped = f"max-time reached: {why}" if why else "max-time: nothing more fits in the time left"
+        progress.log(f"{result.stopped}; the same command with more --max-time continues")
     spent = oracle.spending(time.monotonic() - began)
     if spent:
         progress.log(spent)

@@ -360,7 +360,8 @@ class EarlyTermination:
 
 
 def describe_decision(d: dict[str, Any] | None) -> str | None:
-    """'stopped at epoch 2 (rung 1)', 'paused at rung 1 (epoch 2)' or None."""
+    """'stopped at epoch 2 (rung 1)', 'paused at rung 1 (epoch 2)' (with ', within its
+    noise (0.120) of the cut-off' when the noise rule kept it) or None."""
     if not d:
         return None
     rung = d.get("rung")
@@ -368,5 +369,9 @@ def describe_decision(d: dict[str, Any] | None) -> str | None:
         where = f" (rung {rung + 1})" if rung is not None else " (below the median)"
         return f"stopped at epoch {d['epoch']}{where}"
     if d.get("state") == "paused":
-        return f"paused at rung {rung + 1} (epoch {d['epoch']})"
+        text = f"paused at rung {rung + 1} (epoch {d['epoch']})"
+        if d.get("noise") is not None:
+            # kept by the noise rule: say so, or a pause after a decided rung reads as a bug
+            text += f", within its noise ({d['noise']:.3f}) of the cut-off"
+        return text
     return None

@@ -91,6 +91,8 @@ class Scheduler:
         self.queue: list[str] = []
         #: this run ended (or will) because nothing more fits in the time left
         self.budget_refused = False
+        #: what did not fit, in figures, for the search's last lines
+        self.refused_why: str | None = None
         self.epochs_this_run = 0
         #: this run's --max-time in seconds (None: no budget), for `min_iter: auto`
         self.budget: float | None = None
@@ -143,13 +145,23 @@ class Scheduler:
         return max(costs) if costs else None
 
     def fits(self, values: dict, epochs: int) -> bool:
+        return self._shortfall(values, epochs) is None
+
+    def _shortfall(self, values: dict, epochs: int) -> tuple[float, float] | None:
+        """(seconds left, seconds needed) when `epochs` of `values` do not fit."""
         left = self.deadline.left()
         if left is None:
-            return True
+            return None
         cost = self.run_cost(values, epochs)
         if cost is None:
             cost = self.any_cost(epochs)
-        return cost is None or cost <= left
+        return None if cost is None or cost <= left else (left, cost)
+
+    def _refuse(self, short: tuple[float, float] | None, what: str) -> None:
+        self.budget_refused = True
+        if short is not None:
+            left, cost = short
+            self.refused_why = f"{fmt_seconds(max(0.0, left))} left, less than {what} (about {fmt_seconds(cost)})"
 
     def continue_epochs(self, tid: str) -> int:
         """Epochs from a paused trial's rung to its next decision (or its end)."""
@@ -162,9 +174,13 @@ class Scheduler:
     def new_trial_fits(self, values: dict) -> bool:
         """The sampler drew `values`: can such a trial reach its first
         decision in the time left? If not, the budget refused it."""
-        if self.fits(values, self.first_decision_epochs()):
+        n = self.first_decision_epochs()
+        short = self._shortfall(values, n)
+        if short is None:
             return True
-        self.budget_refused = True
+        what = ("a new trial's first epoch" if n == 1
+                else f"a new trial needs to reach its first decision at epoch {n}")
+        self._refuse(short, what)
         return False
 
     # ------------------------------------------------------------ endgame
@@ -236,23 +252,26 @@ class Scheduler:
         worker), unless the budget refused what is left."""
         if current is not None or self.queue:
             tid = current if current is not None else self.queue[0]
-            if not self.fits(self.values_of(tid), 1):
+            short = self._shortfall(self.values_of(tid), 1)
+            if short is not None:
                 # Not even its next epoch fits: it waits, checkpoint and all,
                 # for the same command with more time.
-                self.budget_refused = True
+                self._refuse(short, f"trial {tid}'s next epoch")
                 return Choice(NONE)
             if current is None:
                 self.queue.pop(0)
             return Choice(RESUME, tid)
         if not sampler_declined:
             if not self.cap_reached() and not self.endgame():
-                self.budget_refused = False
+                self.budget_refused, self.refused_why = False, None
                 return Choice(NEW)
         promoted = self._promote_paused()
         if promoted.promoted:
             return Choice(RESUME, self.queue.pop(0), stopped=promoted.stopped)
         if self.early is not None and self.early.paused() and self.deadline.left() is not None:
-            self.budget_refused = True
+            nxt = self.early.next_promotion()
+            short = self._shortfall(self.values_of(nxt[1]), 1) if nxt is not None else None
+            self._refuse(short, f"trial {nxt[1]}'s next epoch" if nxt is not None else "")
         if any(True for _ in running) and not self.budget_refused:
             return Choice(WAIT, stopped=promoted.stopped)
         return Choice(NONE, stopped=promoted.stopped)
