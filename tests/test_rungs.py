@@ -198,23 +198,23 @@ def run_seconds(epochs: int) -> float:
 
 
 def test_min_iter_auto_is_a_fraction_of_the_epochs_and_at_least_two():
-    assert AUTO_FRACTION == 0.15
-    assert auto_min_iter(90, 3) == 14  # ceil(13.5)
-    assert auto_min_iter(20, 3) == 3
-    assert auto_min_iter(10, 3) == 2 and auto_min_iter(4, 2) == 2
-    assert EarlyTerminate("hyperband", "auto", 3).rungs(90) == [14, 42]
+    assert AUTO_FRACTION == 0.4  # BENCHMARKS.md: ranks predict the end from 40% of the epochs
+    assert auto_min_iter(90, 3) == 36
+    assert auto_min_iter(18, 3) == 8  # ceil(7.2)
+    assert auto_min_iter(4, 2) == 2 and auto_min_iter(2, 3) == 2
+    assert EarlyTerminate("hyperband", "auto", 3).rungs(90) == [36]
+    assert EarlyTerminate("hyperband", "auto", 2).rungs(20) == [8, 16]
     assert EarlyTerminate("hyperband", "auto", 3).rungs(2) == []
     assert EarlyTerminate("hyperband", "auto", 3).to_dict()["min_iter"] == "auto"
 
 
-def test_min_iter_auto_is_lowered_until_eta_trials_reach_it_in_half_the_budget():
-    # 3 trials to epoch r cost 3 x (20 + 10 (r - 1)) s: 300 s (half of 600) hold r = 9
-    assert auto_min_iter(90, 3, budget=600.0, run_seconds=run_seconds) == 9
-    assert 3 * run_seconds(9) <= 300.0 < 3 * run_seconds(10)
-    assert auto_min_iter(90, 3, budget=10_000.0, run_seconds=run_seconds) == 14  # never raised
-    assert auto_min_iter(90, 3, budget=60.0, run_seconds=run_seconds) == 1
-    assert auto_min_iter(90, 3, budget=600.0, run_seconds=lambda r: None) == 14  # no cost known: the fraction
-    assert auto_min_iter(90, 3, budget=None, run_seconds=run_seconds) == 14
+def test_min_iter_auto_does_not_explore_when_eta_trials_cannot_reach_it_in_half_the_budget():
+    # 3 trials to epoch 8 (of 20) cost 3 x (20 + 70) = 270 s: half of 540 s holds them, half of 500 s does not
+    assert auto_min_iter(20, 3, budget=540.0, run_seconds=run_seconds) == 8
+    assert auto_min_iter(20, 3, budget=500.0, run_seconds=run_seconds) is None  # not lowered: no rung
+    assert auto_min_iter(20, 3, budget=1e6, run_seconds=run_seconds) == 8  # never raised
+    assert auto_min_iter(20, 3, budget=60.0, run_seconds=lambda r: None) == 8  # no cost known yet: the fraction
+    assert auto_min_iter(20, 3, budget=None, run_seconds=run_seconds) == 8
 
 
 def test_an_absolute_min_iter_is_not_moved_by_the_budget():
@@ -223,14 +223,23 @@ def test_an_absolute_min_iter_is_not_moved_by_the_budget():
 
 
 def test_auto_rungs_settle_before_the_first_trial_reaches_them_and_then_stay():
-    et = EarlyTermination(EarlyTerminate("hyperband", "auto", 3), 90)
-    assert et.rung_epochs == [14, 42]
-    assert not et.settle_auto(600.0, run_seconds, reached=10)  # a trial is past epoch 9 already
-    assert et.settle_auto(600.0, run_seconds, reached=3) and et.rung_epochs == [9, 27, 81]
+    et = EarlyTermination(EarlyTerminate("hyperband", "auto", 3), 20)
+    assert et.rung_epochs == [8]
+    assert not et.settle_auto(540.0, run_seconds, reached=3)  # the budget holds the rung: unchanged
+    assert et.settle_auto(500.0, run_seconds, reached=3) and et.rung_epochs == []  # no exploration
+    assert et.first_epoch() == 20  # a new trial must then fit whole
     saved = json.loads(json.dumps(et.get_state()))
-    again = EarlyTermination(EarlyTerminate("hyperband", "auto", 3), 90)
+    again = EarlyTermination(EarlyTerminate("hyperband", "auto", 3), 20)
     again.set_state(saved)
-    assert again.rung_epochs == [9, 27, 81]  # a resume keeps the settled rungs
+    assert again.rung_epochs == []  # a resume keeps the settled rungs
+    # the same command with more --max-time brings the rung back, unless a trial is past it
     for e in range(1, 10):
         again.report("0", e, 0.1 * e)
-    assert not again.settle_auto(60.0, run_seconds) and again.rung_epochs == [9, 27, 81]  # a trial reached rung 1
+    assert not again.settle_auto(1e6, run_seconds) and again.rung_epochs == []  # trial 0 is at epoch 9
+    fresh = EarlyTermination(EarlyTerminate("hyperband", "auto", 3), 20)
+    fresh.set_state(saved)
+    fresh.report("0", 5, 0.3)
+    assert fresh.settle_auto(1e6, run_seconds) and fresh.rung_epochs == [8]
+    for e in range(6, 9):
+        fresh.report("0", e, 0.1 * e)  # trial 0 pauses at the rung, judged there: the rung stays
+    assert not fresh.settle_auto(60.0, run_seconds) and fresh.rung_epochs == [8]

@@ -213,17 +213,40 @@ def test_a_project_saved_before_the_scheduler_resumes_with_its_queue():
     assert t.s.choose_trial_to_run().pair() == (RESUME, "7")
 
 
-def test_min_iter_auto_is_settled_from_the_measured_epochs_and_the_budget():
-    """90 epochs: auto puts the first rung at 14. With --max-time 600 s and
-    20 s + 10 s per epoch measured on the first trial, 3 trials reach epoch
-    9 in 300 s: the first rung moves there before trial 0 gets to it."""
-    t = Timeline(et=("hyperband", "auto", 3), epochs=90, budget=600.0)
+def test_min_iter_auto_keeps_its_rung_when_the_budget_holds_it():
+    """20 epochs: auto puts the first rung at 8. At 20 s + 10 s an epoch, 3
+    trials reach it in 270 s: half of --max-time 600 s holds them."""
+    t = Timeline(et=("hyperband", "auto", 3), epochs=20, budget=600.0)
     t.s.begin(600.0)
-    assert t.s.early.rung_epochs == [14, 42]  # nothing measured yet
-    t.ask()
-    assert t.epoch("0", 1, 0.1, first=True) == CONTINUE
-    assert t.s.early.rung_epochs == [14, 42]  # a first epoch alone holds the tracing: no estimate
-    for e in range(2, 9):
-        assert t.epoch("0", e, 0.1 * e) == CONTINUE
-    assert t.s.early.rung_epochs == [9, 27, 81]
-    assert t.epoch("0", 9, 0.9) == PAUSE  # the first at the settled rung
+    assert t.s.early.rung_epochs == [8]
+    assert t.ask() == (NEW, "0")
+    for e in range(1, 8):
+        assert t.epoch("0", e, 0.1 * e, first=(e == 1)) == CONTINUE
+    assert t.s.early.rung_epochs == [8]
+    assert t.epoch("0", 8, 0.8) == PAUSE  # waits there for two more
+
+
+def test_min_iter_auto_does_not_explore_when_the_budget_cannot_fill_its_rung():
+    """The same at --max-time 400 s: once a later epoch is timed (a first
+    epoch alone holds the tracing), 3 trials to epoch 8 (270 s) exceed half
+    the budget, so the rung goes, said once; trial 0 trains on past it, and
+    no new trial starts that cannot train whole in the time left."""
+    said: list[str] = []
+    t = Timeline(et=("hyperband", "auto", 3), epochs=20, budget=400.0)
+    t.s.log = said.append
+    t.s.begin(400.0)
+    assert t.s.early.rung_epochs == [8]  # nothing measured yet
+    assert t.ask() == (NEW, "0")
+    assert t.epoch("0", 1, 0.1, first=True) == CONTINUE and t.s.early.rung_epochs == [8]
+    assert t.epoch("0", 2, 0.2) == CONTINUE
+    assert t.s.early.rung_epochs == []
+    told = [m for m in said if m.startswith("min_iter auto")]
+    assert told == ["min_iter auto: 3 trials to epoch 8, where ranks start to predict the end, take about 4m30s, "
+                    "more than half of the 6m40s budget: no early termination this run; each trial trains to its "
+                    "end or the budget's (more --max-time explores)"], said
+    for e in range(3, 21):
+        assert t.epoch("0", e, 0.05 * e) == CONTINUE  # past epoch 8: no rung
+    t.end()
+    assert not t.s.new_trial_fits(VALUES)  # 190 s left, a whole trial takes 210 s
+    assert t.s.refused_why.startswith("3m10s left, less than a new trial needs to reach its first decision at "
+                                      "epoch 20"), t.s.refused_why

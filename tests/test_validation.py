@@ -173,24 +173,23 @@ def test_a_search_validating_every_k_epochs_killed_between_validations_resumes_e
         assert entry["best_epoch"] in VALIDATED, top
 
 
-def test_under_min_iter_auto_the_epochs_where_a_lowered_first_rung_may_lie_validate(tmp_path):
-    """The budget may lower auto's first rung while a trial trains (and a
-    worker does not know the chief's rungs): each epoch up to the unlowered
-    first rung validates, so a decision never falls on an epoch without a
-    score."""
+def test_under_min_iter_auto_the_planned_rungs_validate_and_dropped_ones_need_not(tmp_path):
+    """`min_iter: auto` keeps its rungs or drops them for the budget (it
+    never moves them), so the planned rungs hold every epoch a decision can
+    fall on: a worker, which does not know the chief's rungs, validates
+    those."""
     from tuner.model.hypermodel import FlowerHyperModel
     from tuner.spaces import load_space
 
     text = TINY_SPACE.format(epochs=20, steps=2, backbone="mobilenetv2", extra="").replace(
         "jit_compile: false}", "jit_compile: false, validate_every: 10}")
-    path = write_space(tmp_path / "auto.yaml", text + "early_terminate: {type: hyperband, min_iter: auto, eta: 3}\n")
+    path = write_space(tmp_path / "auto.yaml", text + "early_terminate: {type: hyperband, min_iter: auto, eta: 2}\n")
     space = load_space(str(path))
     hm = FlowerHyperModel(space, data_factory=None, strategy_info=None)
-    first = hm.rungs()[0]
-    assert first == 3  # max(2, ceil(0.15 x 20))
+    assert hm.rungs() == [8, 16]  # max(2, ceil(0.4 x 20)), x eta
     v = space.defaults()
-    assert hm.validation_epochs(v, 20) == [1, 2, 3, 9, 10, 20]  # the planned rungs 3, 9, every 10th, the last
-    assert hm.validation_epochs(v, 20, rungs=[2, 6, 18]) == [1, 2, 3, 6, 10, 18, 20]  # the oracle's, lowered
+    assert hm.validation_epochs(v, 20) == [8, 10, 16, 20]  # the planned rungs, every 10th, the last
+    assert hm.validation_epochs(v, 20, rungs=[]) == [10, 20]  # the budget dropped them: no exploration
 
 
 @pytest.mark.parametrize("name", ["default", "cpu", "kaggle-tpu", "demo"])

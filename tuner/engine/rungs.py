@@ -45,29 +45,29 @@ NOISE_DIFFS = 4
 AUTO = "auto"
 #: `min_iter: auto` puts the first rung at this fraction of a trial's epochs
 #: (at least epoch 2): where a trial's rank starts to say something about its
-#: final rank. Set from the rank correlations bench/rankcorr.py measures
-#: (BENCHMARKS.md); 0.15 until that measurement is in.
-AUTO_FRACTION = 0.15
+#: final rank. bench/rankcorr.py measured it (BENCHMARKS.md, "Which epoch's
+#: rank predicts the end"): Spearman rho 0.1-0.25 at 20% of the epochs, 0.7
+#: and more from 40%, for every signal.
+AUTO_FRACTION = 0.4
 
 
 def auto_min_iter(epochs: int, eta: int, budget: float | None = None,
-                  run_seconds: Callable[[int], float | None] | None = None) -> int:
+                  run_seconds: Callable[[int], float | None] | None = None) -> int | None:
     """The first rung of `min_iter: auto`: max(2, ceil(AUTO_FRACTION x
-    epochs)), where trials can be told apart (a first epoch is mostly
-    noise). Then, when the budget (`--max-time`, seconds) and the cost of a
-    run are known (`run_seconds(r)`: seconds for a trial to train r epochs),
-    lowered to the highest epoch r (at least 1) at which `eta` trials, the
-    first rung's group, reach the rung in at most half the budget:
-    eta x run_seconds(r) <= budget / 2. A rung the budget could not fill
-    would leave trials paused there unjudged; the other half is for the
-    trials that go on."""
+    epochs)), where trials can be told apart. None when the budget
+    (`--max-time`, seconds) and the cost of a run (`run_seconds(r)`: seconds
+    for a trial to train r epochs) say that `eta` trials, the first rung's
+    group, cannot reach it in half the budget: then no rung can tell them
+    apart, and exploring would spend the budget on epochs whose ranks are
+    noise (a rung lowered to fit decided on chance-level scores: BENCHMARKS.md,
+    peers at 3 minutes). The search then trains without early termination:
+    its first trial (a `start_with`) to its end or to the budget's. The
+    rung is never lowered or raised."""
     r = max(2, math.ceil(AUTO_FRACTION * epochs))
     if budget and run_seconds is not None:
-        while r > 1:
-            cost = run_seconds(r)
-            if cost is None or eta * cost <= budget / 2:
-                break
-            r -= 1
+        cost = run_seconds(r)
+        if cost is not None and eta * cost > budget / 2:
+            return None
     return r
 
 
@@ -202,17 +202,18 @@ class EarlyTermination:
 
     def settle_auto(self, budget: float | None, run_seconds: Callable[[int], float | None] | None,
                     reached: int = 0) -> bool:
-        """`min_iter: auto`: lower the first rung to what the budget allows
-        (`auto_min_iter`), while no trial has reached it and not below an
-        epoch a trial already passed (`reached`: the highest epoch reported
-        so far). The rungs are saved with the state: once a trial has
-        reached the first rung they stay. True when they changed."""
+        """`min_iter: auto`: keep the first rung where `auto_min_iter` puts
+        it, or drop the rungs when the budget cannot fill the first (no
+        exploration this run), while no trial has been judged at a rung and
+        no trial is past the rung to restore (`reached`, and the curves: the
+        highest epoch reported so far). A later run with more budget may
+        bring the rungs back. True when they changed."""
         if self.config.min_iter != AUTO or self.config.type != "hyperband" or self.records:
             return False
+        reached = max([reached] + [e for c in self.curves.values() for e in c])
         first = auto_min_iter(self.epochs, self.config.eta, budget, run_seconds)
-        rungs = self.config.rungs(self.epochs, first=first)
-        current = self.rung_epochs[0] if self.rung_epochs else self.epochs
-        if first >= current or first < reached or rungs == self.rung_epochs:
+        rungs = [] if first is None else self.config.rungs(self.epochs, first=first)
+        if rungs == self.rung_epochs or (rungs and rungs[0] < reached):
             return False
         self.rung_epochs = rungs
         return True

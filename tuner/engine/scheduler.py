@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.engine.budget import LATER, Deadline, EpochCosts, cost_key, fmt_seconds
-from tuner.engine.rungs import CONTINUE, PAUSE, STOP, EarlyTermination
+from tuner.engine.rungs import CONTINUE, PAUSE, STOP, EarlyTermination, auto_min_iter
 
 __all__ = ["CONTINUE", "PAUSE", "STOP", "NEW", "RESUME", "WAIT", "NONE", "Choice", "Result", "Scheduler"]
 
@@ -107,10 +107,19 @@ class Scheduler:
         costs are measured (`EarlyTermination.settle_auto`)."""
         if self.early is None or self.budget is None:
             return
-        if self.early.settle_auto(self.budget, self._measured_run_seconds, reached):
-            at = ", ".join(map(str, self.early.rung_epochs)) or "none"
-            self.log(f"min_iter auto: rungs at epochs {at}, so that {self.early.config.eta} trials reach "
-                     f"the first in half of the {fmt_seconds(self.budget)} budget")
+        if not self.early.settle_auto(self.budget, self._measured_run_seconds, reached):
+            return
+        eta = self.early.config.eta
+        if self.early.rung_epochs:
+            at = ", ".join(map(str, self.early.rung_epochs))
+            self.log(f"min_iter auto: rungs at epochs {at}; {eta} trials reach the first in half of the "
+                     f"{fmt_seconds(self.budget)} budget")
+            return
+        r = auto_min_iter(self.max_epochs, eta)
+        cost = self._measured_run_seconds(r) or 0.0
+        self.log(f"min_iter auto: {eta} trials to epoch {r}, where ranks start to predict the end, take about "
+                 f"{fmt_seconds(eta * cost)}, more than half of the {fmt_seconds(self.budget)} budget: no early "
+                 f"termination this run; each trial trains to its end or the budget's (more --max-time explores)")
 
     def _measured_run_seconds(self, epochs: int) -> float | None:
         """A run of `epochs` epochs of the dearest kind with a measured later

@@ -322,18 +322,11 @@ class FlowerHyperModel(kt.HyperModel):
         """The 1-based epochs of a run to `epochs` that validate: a function
         of the epoch alone, so a resumed trial validates the same ones.
         `rungs`: the oracle's rungs as it decides them now (None at a worker,
-        whose oracle is the chief's). Under `min_iter: auto` the budget may
-        lower the first rung while a trial trains, so every epoch up to
-        auto's unlowered first rung validates too: a lowered rung lies there.
-        """
+        whose oracle is the chief's: the planned ones, which hold any the
+        chief decides, as `min_iter: auto` keeps its rungs or drops them)."""
         from tuner.engine import validation
-        from tuner.engine.rungs import AUTO
 
-        planned = self.rungs()
-        rungs = planned if rungs is None else rungs
-        et = self.space.early_terminate
-        if et is not None and et.min_iter == AUTO and planned:
-            rungs = sorted(set(rungs) | set(range(1, planned[0] + 1)))
+        rungs = self.rungs() if rungs is None else rungs
         return validation.validation_epochs(epochs, self.validation_every(v), rungs)
 
 
