@@ -378,7 +378,8 @@ class ScheduledOracleMixin:
         bits += [f"{n} stopped at {where}" for where, n in sorted(stopped.items())]
         if paused:
             bits.append(f"{paused} paused (the same command with more --max-time continues them)")
-        return f"{line}; {len(self.trials)} trials: " + ", ".join(bits)
+        n = len(self.trials)
+        return f"{line}; {n} trial{'' if n == 1 else 's'}: " + ", ".join(bits)
 
     # -- state, saved in oracle.json -------------------------------------
     def get_state(self):
