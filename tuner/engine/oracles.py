@@ -163,6 +163,10 @@ class ScheduledOracleMixin:
 
     def __init__(self, *args, early_terminate=None, epochs: int = 1, deadline: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if kwargs.get("seed") is not None:
+            # Keras Tuner takes `seed or random.randint(...)`: `seed: 0` would
+            # draw a different search each run.
+            self.seed = self._seed_state = int(kwargs["seed"])
         self.early = EarlyTermination(early_terminate, epochs, self.objective.direction) if early_terminate else None
         self.max_epochs = epochs
         self.log: Callable[[str], None] = lambda m: None
