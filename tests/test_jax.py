@@ -197,3 +197,28 @@ def test_four_devices_match_one_device(flower_root, tmp_path, jax_cache):
         assert rows["four"][key] == pytest.approx(rows["one"][key], rel=1e-2), (key, rows)
     for key in ("val_accuracy", "val_f1"):
         assert rows["four"][key] == pytest.approx(rows["one"][key], abs=0.011), (key, rows)
+
+
+def test_early_termination_pauses_and_continues_a_trial_under_jax(flower_root, tmp_path, jax_cache):
+    """Hyperband at epoch 1, eta 3, under JAX: trials 0 and 1 pause at the
+    rung, trial 2 arrives and the rung is decided; the best of the three
+    continues from its epoch checkpoint (optimizer state and all) to epoch
+    3, the other two stop; each epoch is in history.csv once."""
+    from test_faults import history_epochs
+
+    space = tiny_space(tmp_path, epochs=3, steps=2, extra=NO_DROPOUT + "early_terminate: {type: hyperband, "
+                                                                      "min_iter: 1, eta: 3}\n")
+    space.write_text(space.read_text().replace("run_cap: 2", "run_cap: 3"))
+    project = tmp_path / "proj"
+    r = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project", str(project),
+                "--backend", "jax", env=jax_cache)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "backend: jax" in r.stdout, r.stdout
+    states = {row["trial"]: row["state"] for row in json.loads(
+        run_cli("status", "--project", str(project), "--format", "json").stdout)}
+    winner = [t for t, s in states.items() if not s.startswith("stopped")]
+    assert len(winner) == 1 and sorted(states) == ["0", "1", "2"], (states, r.stdout)
+    assert f"trial {winner[0]} goes on from rung 1" in r.stdout, r.stdout
+    for t in states:
+        assert history_epochs(project / f"trial_{t}") == ([1, 2, 3] if t == winner[0] else [1]), (t, r.stdout)
+    assert [s for t, s in states.items() if t != winner[0]] == ["stopped at epoch 1 (rung 1)"] * 2, states
