@@ -370,10 +370,8 @@ def _search(opts, space, project, root, progress, stopper, warm=None, backend_li
     from tuner.model.strategy import StrategyInfo, detect
 
     chief = opts.role == "chief"
-    if chief:
-        import tensorflow as tf
-
-        info = StrategyInfo(tf.distribute.get_strategy(), "none (chief: serves the oracle only)", 1, ())
+    if chief:  # it trains nothing, so no strategy (and under JAX no TensorFlow)
+        info = StrategyInfo(None, "none (chief: serves the oracle only)", 1, ())
     else:
         info = detect(opts.strategy, opts.cpu_replicas)
     datasets: dict[int, FlowerData] = {}
