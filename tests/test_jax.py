@@ -137,9 +137,9 @@ def test_jax_search_killed_resumes_under_tensorflow(flower_root, tmp_path, jax_c
 
 def test_tensorflow_search_killed_resumes_under_jax_and_exports(flower_root, tmp_path, jax_cache):
     """The reverse: a TensorFlow trial killed after epoch 1 continues under
-    JAX to the end; `best --export --refit` under JAX writes model.keras
-    (the SavedModel as a path or one line), and that model.keras predicts
-    under TensorFlow."""
+    JAX to the end; `best --export --refit --tta 2` under JAX writes
+    model.keras (the SavedModel as a path or one line), and that model.keras
+    predicts under TensorFlow."""
     space = tiny_space(tmp_path, epochs=2, steps=2, extra=NO_DROPOUT)
     project = tmp_path / "proj"
     args = ("--space", str(space), "--data", str(flower_root), "--project", str(project), "--max-trials", "1")
@@ -152,12 +152,14 @@ def test_tensorflow_search_killed_resumes_under_jax_and_exports(flower_root, tmp
     assert pointer(project)["done"] and pointer(project)["backend"] == "jax"
     out = tmp_path / "export"
     e = run_cli("best", "--project", str(project), "--export", str(out), "--refit", "--refit-epochs", "1",
-                "--backend", "jax", env=jax_cache)
+                "--tta", "2", "--backend", "jax", env=jax_cache)
     assert e.returncode == 0, e.stdout + e.stderr
     assert "Traceback" not in e.stderr
     saved = [ln for ln in e.stdout.splitlines() if ln.startswith("SavedModel:")]
     assert len(saved) == 1, e.stdout
     assert (out / "model.keras").exists() and (out / "submission.csv").exists() and (out / "metrics.json").exists()
+    tta = json.loads((out / "metrics.json").read_text())["tta"]  # decided under JAX on both halves
+    assert tta["views"] == 2 and len(tta["halves"]) == 2, tta
     p = run_cli("predict", "--model", str(out / "model.keras"), "--data", str(flower_root), "--out",
                 str(tmp_path / "sub.csv"), "--backend", "tensorflow")
     assert p.returncode == 0, p.stdout + p.stderr
@@ -208,7 +210,9 @@ def test_early_termination_pauses_and_continues_a_trial_under_jax(flower_root, t
 
     space = tiny_space(tmp_path, epochs=3, steps=2, extra=NO_DROPOUT + "early_terminate: {type: hyperband, "
                                                                       "min_iter: 1, eta: 3}\n")
-    space.write_text(space.read_text().replace("run_cap: 2", "run_cap: 3"))
+    # and two steps per call into the device (Keras' multi-step train function under JAX)
+    space.write_text(space.read_text().replace("run_cap: 2", "run_cap: 3")
+                     .replace("jit_compile: false}", "jit_compile: false, steps_per_execution: 2}"))
     project = tmp_path / "proj"
     r = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project", str(project),
                 "--backend", "jax", env=jax_cache)
@@ -219,6 +223,46 @@ def test_early_termination_pauses_and_continues_a_trial_under_jax(flower_root, t
     winner = [t for t, s in states.items() if not s.startswith("stopped")]
     assert len(winner) == 1 and sorted(states) == ["0", "1", "2"], (states, r.stdout)
     assert f"trial {winner[0]} goes on from rung 1" in r.stdout, r.stdout
+    assert "steps_per_execution: 2" in r.stdout and pointer(project, winner[0])["steps_per_execution"] == 2
     for t in states:
         assert history_epochs(project / f"trial_{t}") == ([1, 2, 3] if t == winner[0] else [1]), (t, r.stdout)
     assert [s for t, s in states.items() if t != winner[0]] == ["stopped at epoch 1 (rung 1)"] * 2, states
+
+
+#: a process where TensorFlow is not installed, as far as imports can tell
+#: (importlib.util.find_spec answers None and `import tensorflow` fails)
+WITHOUT_TENSORFLOW = "import sys; sys.modules['tensorflow'] = None; "
+
+
+def test_a_chief_under_jax_serves_without_tensorflow(flower_root, tmp_path, jax_cache, monkeypatch):
+    """The chief trains nothing, so under JAX it needs no TensorFlow (it
+    imported it for a strategy it never entered): a chief in a process
+    without TensorFlow serves one JAX worker's trial to its end."""
+    from test_distributed import free_port, launch
+    from test_search import trial_statuses
+
+    space = tiny_space(tmp_path, epochs=1, steps=2, extra=NO_DROPOUT)
+    project, port = tmp_path / "shared-project", free_port()
+    common = ["--space", str(space), "--data", str(flower_root), "--project", str(project), "--backend", "jax"]
+    chief_args = ["search", "--plain", *common, "--chief", f"127.0.0.1:{port}", "--max-trials", "1"]
+    env = {**os.environ, **jax_cache, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    with open(tmp_path / "chief.log", "w") as out:
+        chief = subprocess.Popen([sys.executable, "-c", WITHOUT_TENSORFLOW + "from tuner.cli import main; "
+                                  f"code = main({chief_args!r}); "
+                                  "print('tensorflow imported:', sys.modules.get('tensorflow') is not None); "
+                                  "sys.exit(code)"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    worker = None
+    for key, value in jax_cache.items():  # launch() passes os.environ on
+        monkeypatch.setenv(key, value)
+    try:
+        worker = launch([*common, "--connect", f"127.0.0.1:{port}", "--worker-id", "w1"], tmp_path / "w1.log")
+        assert chief.wait(timeout=540) == 0, (tmp_path / "chief.log").read_text()
+        assert worker.wait(timeout=60) == 0, (tmp_path / "w1.log").read_text()
+    finally:
+        for p in (chief, worker):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert "tensorflow imported: False" in (tmp_path / "chief.log").read_text()
+    assert "backend: jax" in (tmp_path / "w1.log").read_text()
+    assert trial_statuses(project) == {"0": "COMPLETED"}
