@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 # TensorFlow comes from the `cpu` extra here; on Kaggle/Colab/GPU images use
-# their own TensorFlow (pip install -e . without the extra).
-EXTRAS ?= cpu,jax,test
+# their own TensorFlow (pip install -e . without the extra). bench: optuna-integration,
+# so that the test of bench/peers.py's Optuna arm runs instead of being skipped.
+EXTRAS ?= cpu,jax,test,bench
 
 .PHONY: demo test faults bench setup clean
 

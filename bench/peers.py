@@ -258,6 +258,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if unknown or not args.arm_list or not args.seed_list:
         fail(f"--arms {args.arms!r}: choose from {','.join(ARMS)}" if unknown or not args.arm_list
              else "--seeds: give at least one seed")
+    import importlib.util
+
+    if "optuna" in args.arm_list and importlib.util.find_spec("optuna_integration") is None:
+        # found at the start, not an hour in when the arm's turn comes
+        fail("the optuna arm needs optuna-integration (its KerasPruningCallback): pip install -e \".[bench]\", "
+             "or leave optuna out of --arms")
     if args.data and not os.path.isdir(args.data):
         fail(f"--data {args.data}: no such folder; give the root holding tfrecords-jpeg-SxS/")
     labels = args.labels or (os.path.join(args.data, "test_labels.csv") if args.data else None)

@@ -150,3 +150,14 @@ def test_an_arms_models_are_removed_after_scoring_and_its_logs_kept(tmp_path):
     (tmp_path / "project" / "trial_00").mkdir(parents=True)
     peers.prune(str(tmp_path))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["arm.json", "log.txt", "score.txt"]
+
+
+def test_the_optuna_arm_without_optuna_integration_is_one_line_at_the_start(tmp_path):
+    """It failed when its turn came (5 s into a run of fifteen), its seed lost."""
+    code = ("import runpy, sys; sys.modules['optuna_integration'] = None; "
+            f"sys.argv = ['peers.py', '--arms', 'notebook,optuna', '--out', {str(tmp_path / 'o.json')!r}]; "
+            f"runpy.run_path({str(PEERS)!r}, run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "optuna arm needs optuna-integration" in r.stderr, r.stderr
+    assert not (tmp_path / "o.json").exists()
