@@ -227,7 +227,7 @@ def test_auto_rungs_settle_before_the_first_trial_reaches_them_and_then_stay():
     assert et.rung_epochs == [8]
     assert not et.settle_auto(540.0, run_seconds, reached=3)  # the budget holds the rung: unchanged
     assert et.settle_auto(500.0, run_seconds, reached=3) and et.rung_epochs == []  # no exploration
-    assert et.first_epoch() == 20  # a new trial must then fit whole
+    assert et.first_epoch() == 1  # no decision before its end: a new trial needs only its first epoch to fit
     saved = json.loads(json.dumps(et.get_state()))
     again = EarlyTermination(EarlyTerminate("hyperband", "auto", 3), 20)
     again.set_state(saved)
