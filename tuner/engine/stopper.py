@@ -23,6 +23,7 @@ class Stopper:
         self.started = start
         self.budget = Deadline(start + max_time if max_time else None, tail=EXIT_SECONDS)
         self.reason: str | None = None
+        self._flushes: list[float] = []
         self._old: dict[int, Any] = {}
 
     @property
@@ -30,11 +31,15 @@ class Stopper:
         return self.budget.at
 
     def note_flush(self, seconds: float | None) -> None:
-        """The last checkpoint write took `seconds`: stopping waits for one."""
+        """The last checkpoint write took `seconds`: stopping waits for one.
+        The slowest of the last few counts: on a shared disk one write in
+        several can take many times the others (the stop's wait is the one
+        write that happens to be in flight)."""
         from tuner.engine.budget import EXIT_SECONDS
 
         if seconds is not None:
-            self.budget.tail = EXIT_SECONDS + float(seconds)
+            self._flushes = [*self._flushes[-4:], float(seconds)]
+            self.budget.tail = EXIT_SECONDS + max(self._flushes)
 
     def requested(self, next_seconds: float | None = None) -> str | None:
         """The reason to stop, if any. `next_seconds`: what the next epoch
