@@ -102,7 +102,12 @@ def search(space: str = "default", *, data: str | None = None, project: str | No
                          steps_per_epoch=steps_per_epoch, method=method, strategy=strategy,
                          cpu_replicas=cpu_replicas, max_time=seconds, weights=weights,
                          seed=seed, overwrite=overwrite, plain=plain, warm_start=warm_start, backend=backend)
-    return run_search(opts)
+    try:
+        return run_search(opts)
+    finally:
+        from tuner.engine.graphs import release_input_pipelines
+
+        release_input_pipelines()  # a stop's input pipeline, held until its results were out
 
 
 def status(project: str | None = None, *, space: str | None = None) -> Trials:

@@ -169,10 +169,12 @@ def _without_new_defaults(old: dict, new: dict) -> dict:
 def run_search(opts: SearchOptions, progress=None) -> SearchResult:
     """Run (or resume) a search to the end or to a clean stop; as the chief
     or a worker of a distributed search when `opts.chief`/`opts.connect`."""
+    from tuner.engine.graphs import release_input_pipelines
     from tuner.engine.progress import Progress
     from tuner.engine.stopper import Stopper
     from tuner.quiet import quiet_fit_warnings
 
+    release_input_pipelines()  # an earlier stopped search's, in this process (tests, notebooks)
     # The budget counts from here (or from the command's start): the checks,
     # the demo data, the imports still to come and the first trace are in it.
     stopper = Stopper(opts.max_time, started=opts.started)

@@ -125,6 +125,12 @@ class EpochState(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.flush()  # the last epoch's checkpoint is on disk when fit returns
+        if self.stopped:
+            import sys
+
+            from tuner.engine.graphs import hold_input_pipeline
+
+            hold_input_pipeline(sys._getframe(1))  # freed after the search's last line
 
     def flush(self) -> None:
         """The run's end: its last checkpoint on disk, its events closed,

@@ -46,3 +46,32 @@ def forget_trial_graphs(known: set[str]) -> None:
     gc.collect()
 
 
+
+
+#: input pipelines whose teardown waits for the search's last line
+_HELD: list = []
+
+
+def hold_input_pipeline(frame) -> None:
+    """Keep the iterator of the `fit` that `frame` runs in (a callback's
+    caller) from being torn down when that fit returns: the search is
+    stopping, and tf.data's iterator, destroyed there, waits for its worker
+    threads, 10-18 s measured on 2 loaded cores after a --max-time stop
+    (py-spy: RootDataset's ~Iterator in ~LogicalThreadWrapper), which the
+    budget cannot foresee. Keras' fit names it `epoch_iterator`; where that
+    changes, this quietly holds nothing."""
+    from keras.src.trainers.epoch_iterator import EpochIterator
+
+    while frame is not None:
+        held = frame.f_locals.get("epoch_iterator")
+        if isinstance(held, EpochIterator):
+            _HELD.append(held)
+            return
+        frame = frame.f_back
+
+
+def release_input_pipelines() -> None:
+    """The search's results are written and said: free what was held (its
+    wait no longer delays them; `python -m tuner search` exits before, with
+    os._exit, so there it never comes)."""
+    _HELD.clear()
