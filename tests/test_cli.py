@@ -25,6 +25,17 @@ def test_help_is_fast_and_imports_no_tensorflow():
     assert time.perf_counter() - t0 < 3.0  # the interpreter start included; well under a second in practice
 
 
+def test_best_flags_that_do_not_go_together_are_one_line_before_tensorflow_loads(tmp_path):
+    """Read by `main` before the export imports TensorFlow (seconds), so a
+    typo costs nothing; the project is not even opened."""
+    code = ("import sys; from tuner.cli import main; "
+            f"code = main(['best', '--project', {str(tmp_path / 'none')!r}, '--export', {str(tmp_path / 'x')!r}, "
+            "'--refit-epochs', '2']); print(code, 'tensorflow' in sys.modules, 'keras' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.stdout.split() == ["2", "False", "False"], r.stdout + r.stderr
+    assert r.stderr.strip() == "error: --refit-epochs sets how the refit runs; add --refit"
+
+
 @pytest.mark.parametrize("flag", ["--space", "--data", "--project", "--max-trials", "--epochs", "--steps-per-epoch",
                                   "--method", "--strategy", "--max-time", "--weights", "--seed", "--overwrite",
                                   "--cpu-replicas", "--warm-start", "--backend"])

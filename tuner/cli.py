@@ -241,12 +241,9 @@ def _cmd_status(args) -> int:
     return 0
 
 
-def _cmd_best(args) -> int:
-    from tuner.results.trials import best_trials, load_trials, print_table, require_finished, study_row, trial_record
-
-    project = _project(args)
-    from tuner.errors import TunerError
-
+def _check_best_flags(args) -> None:
+    """Flags of `best` that make no sense together: one line before
+    TensorFlow loads (the import alone takes seconds)."""
     if (args.ensemble > 1 or args.tta > 1 or args.refit) and not args.export:
         flag = (f"--ensemble {args.ensemble}" if args.ensemble > 1 else f"--tta {args.tta}" if args.tta > 1
                 else "--refit")
@@ -254,7 +251,13 @@ def _cmd_best(args) -> int:
     if (args.refit_epochs or args.max_time) and not args.refit:
         raise TunerError(f"{'--refit-epochs' if args.refit_epochs else '--max-time'} sets how the refit runs; "
                          "add --refit")
-    meta, trials = load_trials(project)
+
+
+def _cmd_best(args) -> int:
+    from tuner.results.trials import best_trials, load_trials, print_table, require_finished, study_row, trial_record
+
+    project = _project(args)
+    meta, trials = load_trials(project)  # main checked the flags (_check_best_flags)
     require_finished(meta, trials, project)
     best = best_trials(meta, trials, args.top)
     records = [trial_record(t) for t in best] if args.format == "json" else None
@@ -384,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tuner.spaces import load_space
 
             load_space(args.space)  # a bad space file is one line at once, before TensorFlow loads
+        if args.command == "best":
+            _check_best_flags(args)
         if args.command in NEEDS_TENSORFLOW or (args.command == "best" and args.export):
             from tuner.backend import select
 
