@@ -40,7 +40,7 @@ def test_status_lists_every_trial(finished):
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("| ") and not ln.startswith("| trial")]
     assert len(lines) == 2
     header = next(ln for ln in r.stdout.splitlines() if ln.startswith("| trial"))
-    for col in ("state", "optimizer", "learning_rate", "epochs", "val F1", "best epoch", "precision", "recall",
+    for col in ("state", "callback", "learning_rate", "epochs", "val F1", "best epoch", "precision", "recall",
                 "time"):
         assert col in header
     assert all("completed" in ln and "2/2" in ln for ln in lines)

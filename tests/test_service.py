@@ -388,7 +388,7 @@ def test_a_call_whose_message_never_comes_is_cancelled(tmp_path):
         stalled = chief.channel.stream_unary("/keras_tuner.Oracle/GetSpace").future(
             never_sends(stop), metadata=GOOD, timeout=60)
         time.sleep(0.2)
-        assert chief.call("GetSpace", S.GetSpaceRequest(), timeout=5).hyperparameters.space.choice_space
+        assert chief.call("GetSpace", S.GetSpaceRequest(), timeout=5).hyperparameters.space.float_space
         assert stalled.exception(timeout=5) is not None and stalled.code() == grpc.StatusCode.CANCELLED
     finally:
         stop.set()
@@ -414,7 +414,7 @@ def test_over_tls_only_a_client_that_trusts_the_certificate_gets_in(tmp_path):
         creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
         with grpc.secure_channel(f"127.0.0.1:{chief.port}", creds) as secure:
             stub = G.OracleStub(secure)
-            assert stub.GetSpace(S.GetSpaceRequest(), metadata=GOOD, timeout=10).hyperparameters.space.choice_space
+            assert stub.GetSpace(S.GetSpaceRequest(), metadata=GOOD, timeout=10).hyperparameters.space.float_space
             with pytest.raises(grpc.RpcError) as e:
                 stub.GetSpace(S.GetSpaceRequest(), timeout=10)
             assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
