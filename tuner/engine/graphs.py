@@ -1,4 +1,5 @@
-"""Freeing what TensorFlow keeps of a finished trial."""
+"""Freeing what TensorFlow keeps of a finished trial, and holding back what
+is cheaper never to free (a stopped run's input pipeline)."""
 
 from __future__ import annotations
 
@@ -44,8 +45,6 @@ def forget_trial_graphs(known: set[str]) -> None:
     except (ImportError, AttributeError):
         pass
     gc.collect()
-
-
 
 
 #: input pipelines whose teardown waits for the search's last line
