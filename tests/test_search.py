@@ -223,6 +223,7 @@ def test_a_stopping_fit_leaves_its_input_pipeline_held_until_released():
 
     import keras
     import numpy as np
+    import tensorflow as tf
     from keras.src.trainers.epoch_iterator import EpochIterator
 
     from tuner.engine import graphs
@@ -234,8 +235,6 @@ def test_a_stopping_fit_leaves_its_input_pipeline_held_until_released():
     graphs.release_input_pipelines()
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile("sgd", "mse")
-    import tensorflow as tf
-
     ds = tf.data.Dataset.from_tensor_slices((np.zeros((8, 3), "float32"), np.zeros((8, 2), "float32"))).batch(4)
     model.fit(ds.repeat(), epochs=2, steps_per_epoch=2, callbacks=[Holds()], verbose=0)
     assert len(graphs._HELD) == 1 and isinstance(graphs._HELD[0], EpochIterator)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections import deque
 from typing import Any
 
 
@@ -23,7 +24,7 @@ class Stopper:
         self.started = start
         self.budget = Deadline(start + max_time if max_time else None, tail=EXIT_SECONDS)
         self.reason: str | None = None
-        self._flushes: list[float] = []
+        self._flushes: deque[float] = deque(maxlen=5)  # the last few checkpoint writes' seconds
         self._old: dict[int, Any] = {}
 
     @property
@@ -38,7 +39,7 @@ class Stopper:
         from tuner.engine.budget import EXIT_SECONDS
 
         if seconds is not None:
-            self._flushes = [*self._flushes[-4:], float(seconds)]
+            self._flushes.append(float(seconds))
             self.budget.tail = EXIT_SECONDS + max(self._flushes)
 
     def requested(self, next_seconds: float | None = None) -> str | None:
