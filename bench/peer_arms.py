@@ -67,6 +67,23 @@ class Deadline(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class EpochClock(keras.callbacks.Callback):
+    """When each epoch began and ended, in seconds from the process start (the
+    budget's clock), so that an arm's epochs can be set beside a search's
+    history.csv: where the time went, not only how many epochs it held."""
+
+    def __init__(self):
+        super().__init__()
+        self.begins: list[float] = []
+        self.ends: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.begins.append(round(time.monotonic() - process_start(), 2))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ends.append(round(time.monotonic() - process_start(), 2))
+
+
 class VaryingHyperModel(FlowerHyperModel):
     """Our hypermodel declaring only the dimensions that vary, the way a
     Keras Tuner user writes a build function (hp.Float/hp.Choice for what is
@@ -178,10 +195,12 @@ def notebook(space_name: str, root: str, out: str, seed: int, deadline: float) -
     hp = as_hp(values)
     model = hm.build(hp)
     best = os.path.join(out, "best.weights.h5")
-    history = hm.fit(hp, model, epochs=FOREVER, callbacks=[Deadline(deadline), checkpoint(best)])
+    clock = EpochClock()
+    history = hm.fit(hp, model, epochs=FOREVER, callbacks=[Deadline(deadline), checkpoint(best), clock])
     scores = history.history.get("val_f1", [])
     model.load_weights(best)
     return {"final": save_final(model, out), "epochs": len(scores), "trials": 1,
+            "epoch_begins_s": clock.begins, "epoch_ends_s": clock.ends,
             "best_val_f1": max(scores) if scores else None,
             "values": {k: values[k] for k in space.varying}}
 

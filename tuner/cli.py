@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distribution strategy (default: auto = TPU, else several GPUs, else one GPU or CPU)")
     s.add_argument("--cpu-replicas", type=_positive_int, help="split the CPU into N logical devices (with --strategy mirrored; also $TUNER_CPU_REPLICAS)")
     s.add_argument("--max-time", type=parse_duration, help="the time budget, e.g. 2h45m: no trial starts that cannot reach its first "
-                   "decision in the time left, the end goes to the best trials, and the search stops "
-                   "cleanly at the first epoch end after it")
+                   "decision in the time left, the end goes to the best trials, and the last epoch is cut "
+                   "at the step after which its validation would not fit, then validated and saved: "
+                   "the command ends within it")
     s.add_argument("--weights", help="backbone weights for every trial: imagenet, none, or a local .h5 file (overrides the space)")
     s.add_argument("--seed", type=int, help="random seed (overrides the space)")
     s.add_argument("--overwrite", action="store_true", help="delete the project's earlier trials and start afresh")

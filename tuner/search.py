@@ -5,7 +5,8 @@ What we add to Keras Tuner (1.4.x):
 - an interrupted trial continues from its last finished epoch (KT restarts
   it), also when it is the very first trial (KT does not reload at all then,
   because its tuner file is only written after a trial ends);
-- a clean stop at an epoch end on --max-time, SIGTERM or Ctrl-C;
+- a clean stop at an epoch end on SIGTERM or Ctrl-C, and on --max-time
+  with the budget's last epoch cut to fit (tuner.engine.pace);
 - a refused resume when the space changed (KT silently ignores that);
 - a NaN loss fails only that trial, with a one-line reason.
 """

@@ -27,7 +27,7 @@ class EpochState(keras.callbacks.Callback):
     after a kill is reported again, and the oracle replaces it."""
 
     def __init__(self, tuner, trial, ckpt, state, epochs: int, beat, watched: list, started: float,
-                 built: bool = True, events=None, ledger=None, validated=None):
+                 built: bool = True, events=None, ledger=None, validated=None, val_share: float = 0.2):
         super().__init__()
         self.tuner, self.trial, self.ckpt, self.beat, self.events = tuner, trial, ckpt, beat, events
         self.rows: list[dict[str, Any]] = list((state or {}).get("rows", []))
@@ -50,10 +50,18 @@ class EpochState(keras.callbacks.Callback):
         self._epochs: list[tuple[float, float]] = []  # this run's (train, validation) seconds
         #: the 1-based epochs that validate (tuner.engine.validation); None: every one
         self.validated = None if validated is None else frozenset(int(e) for e in validated)
+        self.val_share = val_share  # a validation's cost against an epoch's training, until one is timed
+        self.pace = None  # tuner.engine.pace.Pace, once fit says its steps
+        self.cut: tuple[int, int] | None = None  # (calls done, calls per epoch) of an epoch cut by --max-time
 
     def on_train_begin(self, logs=None):
         if self.ledger is not None:  # TensorBoard's writer, the input pipelines, fit's own set-up
             self.ledger.add("setup", time.monotonic() - self._ready)
+        from tuner.engine.pace import Pace
+
+        steps = int((self.params or {}).get("steps") or 1)
+        per_call = max(1, int(getattr(self.model, "steps_per_execution", 1) or 1))
+        self.pace = Pace(self.val_share, -(-steps // per_call))
         # Runs after the trial's own callbacks reset themselves: put their
         # state back as it was at the checkpoint.
         for cb in self.watched:
@@ -63,17 +71,49 @@ class EpochState(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = self._val0 = time.monotonic()
         self._val_seconds = 0.0
+        self._epoch = epoch
+        if self.pace is not None:
+            self.pace.epoch_begin(self._t0)
+
+    def validates(self, epoch: int) -> bool:
+        """Does 1-based `epoch` validate?"""
+        return self.validated is None or epoch in self.validated
+
+    def on_train_batch_end(self, batch, logs=None):
+        """The budget's last epoch ends at the call after which its
+        validation would not fit any more (tuner.engine.pace); Keras then
+        validates it, and it is checkpointed like any other. A signal's
+        stop still waits for the epoch's end."""
+        if self.pace is None:
+            return
+        self.pace.call_end(time.monotonic())
+        stopper = self.tuner.stopper
+        if (stopper is None or stopper.reason is not None or self.cut is not None or self.decision is not None
+                or stopper.deadline is None):
+            return
+        if self.pace.cut_now(stopper.budget.left(), self.validates(self._epoch + 1)):
+            self.cut = (int(batch) + 1, int(self.params.get("steps") or 0))  # Keras passes the call's last step
+            self.model.stop_training = True
 
     # Keras runs the epoch's validation through `evaluate` with the same
     # callbacks: its test hooks bracket the validation pass.
     def on_test_begin(self, logs=None):
         self._val0 = time.monotonic()
+        if self.cut is not None:
+            # the cut is ours: what the trial's EarlyStopping decides after
+            # this validation must stay its own (see `finished` below)
+            self.model.stop_training = False
 
     def on_test_end(self, logs=None):
-        self._val_seconds += time.monotonic() - self._val0
+        seconds = time.monotonic() - self._val0
+        self._val_seconds += seconds
+        if self.pace is not None:
+            self.pace.validation(seconds)
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self.cut is not None and not self.validates(epoch + 1):
+            self.model.stop_training = False  # cut by us, and nothing validated that could stop it
         loss = clean_float(logs.get("loss"))
         if loss is None or math.isinf(loss):
             raise kt.errors.FailedTrialError(f"loss became NaN in epoch {epoch + 1}; lower the learning rate")
@@ -83,6 +123,8 @@ class EpochState(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **{k: clean_float(logs.get(k)) for k in STATE_COLUMNS}}
         row["learning_rate"] = clean_float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["seconds"] = round(seconds, 3)
+        if self.cut:
+            row["steps"] = self.cut[0]  # a part of an epoch: not an epoch's cost (resume.json keeps it)
         self.rows.append(row)
         best = self.best_epoch() == epoch + 1  # ties keep the earlier epoch
         if self.beat.leased:
@@ -106,13 +148,17 @@ class EpochState(keras.callbacks.Callback):
         self.tuner.progress.epoch_end(epoch + 1, self.epochs, logs, seconds)
         cost = now - self._run_started if self._first_of_run else seconds
         kind = 0 if not self._first_of_run else (1 if self._built else 2)
-        self.act(self.report(row, cost, kind, finished=bool(self.model.stop_training)), epoch + 1)
-        nxt = self.next_epoch_seconds(epoch + 2)
+        self.act(self.report(row, None if self.cut else cost, kind, finished=bool(self.model.stop_training)),
+                 epoch + 1)
+        nxt, what = self.next_epoch_least(epoch + 2)
         self._first_of_run = False
         stopper = self.tuner.stopper
         if stopper is not None:
             stopper.note_flush(self.ckpt.write_seconds)
-        why = stopper.requested(nxt) if stopper else None
+        if stopper is not None and self.cut:
+            stopper.stop(f"max-time reached: epoch {epoch + 1} cut after {self.cut[0]} of {self.cut[1]} steps "
+                         "to end within it")
+        why = stopper.requested(nxt, what) if stopper else None
         if why and self.decision is None:
             self.flush()  # the checkpoint of this epoch is on disk before the search ends
             # fit ends as it does at a pause, and the tuner raises Stopped
@@ -122,6 +168,20 @@ class EpochState(keras.callbacks.Callback):
             # py-spy on a 15-minute demo search).
             self.stopped = f"{why}: trial {self.trial.trial_id} stopped after epoch {epoch + 1}"
             self.model.stop_training = True
+
+    def next_epoch_least(self, epoch: int) -> tuple[float | None, str]:
+        """The fewest seconds in which 1-based `epoch`, the next, is worth
+        starting, and what they buy, for the stop's line: from the pace of
+        this run's calls (a part of the epoch; the budget cuts it), else
+        from the trial's recent whole epochs, else the one just trained
+        (its first: an upper bound, it traced)."""
+        least = self.pace.least_worth_starting(self.validates(epoch)) if self.pace is not None else None
+        if least is not None:
+            return least, "a quarter of an epoch and its validation"
+        nxt = self.next_epoch_seconds(epoch)
+        if nxt is None and self.rows and self.rows[-1].get("seconds"):
+            nxt = float(self.rows[-1]["seconds"])
+        return nxt, "an epoch"
 
     def on_train_end(self, logs=None):
         self.flush()  # the last epoch's checkpoint is on disk when fit returns
@@ -160,6 +220,7 @@ class EpochState(keras.callbacks.Callback):
         rows = self.rows[1:]
         if self._first_of_run and rows:
             rows = rows[:-1]
+        rows = [r for r in rows if "steps" not in r]  # an epoch cut by the budget is not an epoch's cost
         past = [float(r["seconds"]) for r in rows if r.get("seconds")]
         if not past:
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from collections import deque
@@ -42,7 +43,7 @@ class Stopper:
             self._flushes.append(float(seconds))
             self.budget.tail = EXIT_SECONDS + max(self._flushes)
 
-    def requested(self, next_seconds: float | None = None) -> str | None:
+    def requested(self, next_seconds: float | None = None, what: str = "an epoch") -> str | None:
         """The reason to stop, if any. `next_seconds`: what the next epoch
         is expected to take; when it would end past the deadline the stop
         comes now, so that --max-time is a ceiling (a notebook's "stop when
@@ -52,9 +53,14 @@ class Stopper:
             if left <= 0:
                 self.reason = "max-time reached"
             elif next_seconds is not None and next_seconds > left:
-                self.reason = (f"max-time reached: {left:.0f}s left, "
-                               f"less than an epoch (about {next_seconds:.0f}s)")
+                about = f" (about {next_seconds:.0f}s)" if math.isfinite(next_seconds) else ""
+                self.reason = f"max-time reached: {left:.0f}s left, less than {what}{about}"
         return self.reason
+
+    def stop(self, reason: str) -> None:
+        """Stop for `reason` unless a stop is already asked for."""
+        if self.reason is None:
+            self.reason = reason
 
     def _handle(self, signum, frame):
         if self.reason is not None and signum == signal.SIGINT:

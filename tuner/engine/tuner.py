@@ -160,7 +160,8 @@ class FlowerTunerMixin:
         shown = {k: values[k] for k in self.hypermodel.space.varying if k in values}
         epoch_state = EpochState(self, trial, ckpt, state, epochs, beat, watched, started,
                                  built=warm is None, events=None, ledger=self.ledger,
-                                 validated=self.hypermodel.validation_epochs(values, epochs, self._rungs()))
+                                 validated=self.hypermodel.validation_epochs(values, epochs, self._rungs()),
+                                 val_share=self.hypermodel.validation_share(values))
         # made after EpochState, so that its time counts as the run's set-up
         epoch_state.events = TrialEvents(ckpt.dir, trial.trial_id, shown, objective.name, objective.direction)
         epoch_state.write_events()  # what a kill after the last checkpoint kept from TensorBoard

@@ -306,6 +306,12 @@ class FlowerHyperModel(kt.HyperModel):
         tuned = v.get("fine_tune", "full") if v.get("weights", "none") not in ("none", None) else "full"
         return validation.VAL_COSTS.get(tuned, validation.VAL_COST)
 
+    def validation_share(self, v: dict[str, Any]) -> float:
+        """A validation's estimated cost as a share of an epoch's training
+        (the budget's estimate until one is timed: tuner.engine.pace)."""
+        val, train = self.validation_images(v)
+        return self.validation_cost(v) * val / train if train else 1.0
+
     def validation_images(self, v: dict[str, Any]) -> tuple[int, int]:
         """(val images scored per validation, images trained per epoch)."""
         batch = self.global_batch(v)
