@@ -52,7 +52,7 @@ class EpochState(keras.callbacks.Callback):
         self.validated = None if validated is None else frozenset(int(e) for e in validated)
         self.val_share = val_share  # a validation's cost against an epoch's training, until one is timed
         self.pace = None  # tuner.engine.pace.Pace, once fit says its steps
-        self.cut: tuple[int, int] | None = None  # (calls done, calls per epoch) of an epoch cut by --max-time
+        self.cut: tuple[int, int] | None = None  # (steps done, steps per epoch) of an epoch cut by --max-time
 
     def on_train_begin(self, logs=None):
         if self.ledger is not None:  # TensorBoard's writer, the input pipelines, fit's own set-up
