@@ -134,11 +134,14 @@ def best(project: str | None = None, *, space: str | None = None, top: int = 1) 
 
 def export(project: str | None, out: str, *, space: str | None = None, data: str | None = None,
            ensemble: int = 1, tta: int = 1, refit: bool = False, refit_epochs: int | None = None,
-           max_time: float | str | None = None, log: Callable[[str], None] | None = print) -> Export:
+           max_time: float | str | None = None, log: Callable[[str], None] | None = print,
+           release: bool = True) -> Export:
     """Export the best model as `python -m tuner best --export OUT` does
     (with `ensemble`, `tta`, `refit` as its flags); `log` gets each line
     (None: silent). A refit stopped by `max_time` raises `Stopped`; call
-    again to continue it."""
+    again to continue it. `release`: free a stopped refit's input pipeline
+    before returning (its teardown can take 10-18 s); the CLI passes False
+    and exits without that wait."""
     from tuner.quiet import import_tensorflow
     from tuner.results.export import RefitRequest, export_best
 
@@ -153,10 +156,16 @@ def export(project: str | None, out: str, *, space: str | None = None, data: str
 
         request = RefitRequest(epochs=refit_epochs, stopper=Stopper(_seconds(max_time, "max_time")))
     result = Export(out=out)
-    for line in export_best(project, out, data_root=data, ensemble=ensemble, tta=tta, refit=request):
-        result.lines.append(line)
-        if log:
-            log(line)
+    try:
+        for line in export_best(project, out, data_root=data, ensemble=ensemble, tta=tta, refit=request):
+            result.lines.append(line)
+            if log:
+                log(line)
+    finally:
+        if release:
+            from tuner.engine.graphs import release_input_pipelines
+
+            release_input_pipelines()  # a stopped refit's input pipeline, held until its lines were out
     for name in sorted(os.listdir(out)):
         result.files[name] = os.path.join(out, name)
     metrics = os.path.join(out, "metrics.json")

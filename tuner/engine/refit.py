@@ -10,6 +10,7 @@ Nothing here is scored: the model has seen the validation images."""
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,11 @@ class RefitEpoch(keras.callbacks.Callback):
         super().__init__()
         self.plan, self.ckpt, self.rows, self.log, self.stopper = plan, ckpt, rows, log, stopper
         self._t0 = time.monotonic()
+        self._run: list[float] = []  # this run's epochs' seconds (its first holds the trace)
+        #: why the refit stops here (--max-time, a signal): `refit` raises
+        #: Stopped once fit has returned, as a trial's stop does (raised from
+        #: a callback, the traceback would hold fit's frames and their teardown)
+        self.stopped: str | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.monotonic()
@@ -101,11 +107,23 @@ class RefitEpoch(keras.callbacks.Callback):
                        best_file=self.plan.weights if last else None)
         self.log(f"  refit epoch {epoch + 1}/{self.plan.epochs}: loss {loss:.4f} accuracy "
                  f"{logs.get('accuracy', float('nan')):.4f} learning rate {lr:.3g} ({seconds:.1f}s)")
-        why = self.stopper.requested() if self.stopper else None
+        self._run.append(seconds)
+        # the next epoch's estimate: the run's later epochs, else its first (an upper bound: it traced)
+        later = self._run[1:] or self._run
+        why = self.stopper.requested(statistics.median(later[-5:])) if self.stopper else None
         if why and not last:
             self.ckpt.flush()
-            raise Stopped(f"{why}: refit of trial {self.plan.trial_id} stopped after epoch {epoch + 1} of "
-                          f"{self.plan.epochs}")
+            self.stopped = (f"{why}: refit of trial {self.plan.trial_id} stopped after epoch {epoch + 1} of "
+                            f"{self.plan.epochs}")
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped:
+            import sys
+
+            from tuner.engine.graphs import hold_input_pipeline
+
+            hold_input_pipeline(sys._getframe(1))  # freed after the command's last line
 
 
 def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=None,
@@ -154,13 +172,16 @@ def refit(plan: RefitPlan, meta: dict[str, Any], root: str, log=print, stopper=N
     if initial < plan.epochs:
         if stopper:
             stopper.install()
+        epoch_cb = RefitEpoch(plan, ckpt, rows, log, stopper)
         try:
             model.fit(ds, epochs=plan.epochs, initial_epoch=initial, steps_per_epoch=steps, verbose=0, shuffle=False,
-                      callbacks=lr + [RefitEpoch(plan, ckpt, rows, log, stopper)])
+                      callbacks=lr + [epoch_cb])
         finally:
             ckpt.wait()
             if stopper:
                 stopper.uninstall()
+        if epoch_cb.stopped:
+            raise Stopped(epoch_cb.stopped)
     ckpt.finish({"rows": rows})
     return plan.weights
 
