@@ -88,8 +88,7 @@ class EpochState(keras.callbacks.Callback):
             return
         self.pace.call_end(time.monotonic())
         stopper = self.tuner.stopper
-        if (stopper is None or stopper.reason is not None or self.cut is not None or self.decision is not None
-                or stopper.deadline is None):
+        if stopper is None or stopper.reason is not None or self.cut is not None or self.decision is not None:
             return
         if self.pace.cut_now(stopper.budget.left(), self.validates(self._epoch + 1)):
             self.cut = (int(batch) + 1, int(self.params.get("steps") or 0))  # Keras passes the call's last step

@@ -88,12 +88,6 @@ class Pace:
         rate = self.call_seconds
         return None if rate is None else rate * self.calls_per_epoch
 
-    def epoch_seconds(self, validates: bool) -> float | None:
-        train = self.train_seconds()
-        if train is None:
-            return None
-        return train + ((self.validation_seconds() or 0.0) if validates else 0.0)
-
     def least_worth_starting(self, validates: bool) -> float | None:
         """The fewest seconds for which the next epoch is worth starting:
         `MIN_PART` of its training (one call at least) and its validation."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from collections import deque
@@ -53,8 +52,7 @@ class Stopper:
             if left <= 0:
                 self.reason = "max-time reached"
             elif next_seconds is not None and next_seconds > left:
-                about = f" (about {next_seconds:.0f}s)" if math.isfinite(next_seconds) else ""
-                self.reason = f"max-time reached: {left:.0f}s left, less than {what}{about}"
+                self.reason = f"max-time reached: {left:.0f}s left, less than {what} (about {next_seconds:.0f}s)"
         return self.reason
 
     def stop(self, reason: str) -> None:
