@@ -37,7 +37,7 @@ def test_status_and_best_as_records_and_a_dataframe(finished_project):
     assert [t["trial"] for t in trials] == ["0", "1"] and trials.project == str(finished_project)
     for t in trials:
         assert t["state"] == "completed" and t["epochs"] == 2 and 0 <= t["val_f1"] <= 1
-        assert t["values"]["backbone"] == "mobilenetv2" and Path(t["trial_dir"]).is_dir()
+        assert t["values"]["backbone"] == "smallcnn" and Path(t["trial_dir"]).is_dir()
     top = tuner.best(str(finished_project), top=1)
     assert len(top) == 1 and top[0]["val_f1"] == max(t["val_f1"] for t in trials)
     frame = trials.to_frame()

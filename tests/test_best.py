@@ -65,7 +65,7 @@ run_cap: {run_cap}
 seed: 3
 train: {{epochs: {epochs}, steps_per_epoch: 4, batch_per_replica: 8, jit_compile: false}}
 {early}parameters:
-  backbone: {{value: mobilenetv2}}
+  backbone: {{value: smallcnn}}
   weights: {{value: none}}
   image_size: {{value: 32}}
   optimizer: {{value: adam}}

@@ -67,7 +67,7 @@ def test_val_f1_is_sklearns_macro_f1_over_the_datas_classes(seven, tmp_path):
     from tuner.model.strategy import StrategyInfo
     from tuner.spaces import load_space
 
-    space = load_space(tiny_space(tmp_path, epochs=1, steps=3, backbone="mobilenetv2"))
+    space = load_space(tiny_space(tmp_path, epochs=1, steps=3))
     data = FlowerData(str(seven), 32, log=None)
     hm = FlowerHyperModel(space, lambda size: data, StrategyInfo(tf.distribute.get_strategy(), "cpu", 1, ()), seed=3)
     hp = kt.HyperParameters()
@@ -108,7 +108,7 @@ def test_label_beyond_the_names_is_one_line(seven, tmp_path, monkeypatch):
 
 @pytest.mark.slow  # ~3 min; the direct fit above checks val_f1 on every make test
 def test_search_and_export_follow_the_datas_classes(seven, tmp_path):
-    space = tiny_space(tmp_path, epochs=1, steps=4, backbone="mobilenetv2")
+    space = tiny_space(tmp_path, epochs=1, steps=4)
     project, out = tmp_path / "proj", tmp_path / "export"
     r = run_cli("search", "--plain", "--space", str(space), "--data", str(seven), "--project", str(project),
                 "--max-trials", "1")

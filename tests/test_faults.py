@@ -264,7 +264,7 @@ def strike(search: Search, plan: dict, project: Path, before: dict[str, dict]) -
 
 @pytest.mark.slow
 def test_sigkill_campaign_keeps_finished_work_and_never_retrains_a_saved_epoch(flower_root, tmp_path):
-    space = tiny_space(tmp_path, epochs=EPOCHS, steps=STEPS, backbone="mobilenetv2")
+    space = tiny_space(tmp_path, epochs=EPOCHS, steps=STEPS)
     project = tmp_path / "proj"
     args = ["--space", str(space), "--data", str(flower_root), "--project", str(project),
             "--max-trials", str(TRIALS)]
@@ -336,7 +336,7 @@ EXACT_KILLS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("point,nth,bug", EXACT_KILLS, ids=[f"{p}-{n}" for p, n, _ in EXACT_KILLS])
 def test_sigkill_at_an_exact_point_then_resume(flower_root, tmp_path, point, nth, bug):
-    space = tiny_space(tmp_path, epochs=2, steps=2, backbone="mobilenetv2")
+    space = tiny_space(tmp_path, epochs=2, steps=2)
     project = tmp_path / "proj"
     args = ["--space", str(space), "--data", str(flower_root), "--project", str(project), "--max-trials", "1"]
     killed = subprocess.run([sys.executable, str(FAULTS), "--kill-at", point, "--nth", str(nth), "--",
@@ -699,7 +699,7 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(flower_root, tmp_
     from tuner.search import SearchOptions, run_search
 
     epochs = 3
-    space = tiny_space(tmp_path, epochs=epochs, steps=2, backbone="mobilenetv2")
+    space = tiny_space(tmp_path, epochs=epochs, steps=2)
     project = tmp_path / "proj"
     opts = SearchOptions(space=str(space), data=str(flower_root), project=str(project), max_trials=1, plain=True)
     at_epoch1: dict = {}
@@ -792,7 +792,7 @@ def test_full_disk_for_real_on_a_small_tmpfs(flower_root, tmp_path):
     if not _mount_tmpfs(disk, 400 * 2**20):
         pytest.skip("cannot mount a tmpfs here (needs root and mount)")
     try:
-        space = tiny_space(tmp_path, epochs=3, steps=2, backbone="mobilenetv2")
+        space = tiny_space(tmp_path, epochs=3, steps=2)
         project = disk / "proj"
         args = ["--space", str(space), "--data", str(flower_root), "--project", str(project), "--max-trials", "2"]
         # 1. epoch 1 of trial 0 is checkpointed, then the search stops (SIGTERM stops at the epoch end)

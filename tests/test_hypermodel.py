@@ -233,3 +233,21 @@ def test_local_weights_file_is_loaded_into_the_backbone(tmp_path):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(Exception, match="not found"):
         build_model(values(backbone="resnet50v2", weights=str(tmp_path / "missing.h5")))
+
+
+def test_smallcnn_fine_tunes_its_top_blocks_and_loads_a_local_weights_file(tmp_path):
+    """The small backbone (tuner.model.smallcnn) is built like an application:
+    `fine_tune: top` finds its blocks by name, and its weights saved to a file
+    load back as a local weights file."""
+    from tuner.model.smallcnn import SmallCNN
+
+    source = SmallCNN(input_shape=(32, 32, 3))
+    path = tmp_path / "smallcnn.weights.h5"
+    source.save_weights(path)
+    model = build_model(values(backbone="smallcnn", weights=str(path), fine_tune="top", fine_tune_blocks=1))
+    backbone = next(l for l in model.layers if isinstance(l, keras.Model))
+    for a, b in zip(backbone.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert {l.name for l in backbone.layers if l.trainable and l.trainable_weights} == {"block4_conv"}
+    with pytest.raises(ValueError, match="no ImageNet weights"):
+        SmallCNN(weights="imagenet", input_shape=(32, 32, 3))

@@ -74,7 +74,7 @@ m.reset_state()
 assert float(ops.sum(m.tp)) == 0.0
 info = detect("auto")
 assert info.strategy is None and info.replicas == 1, info
-v = dict(backbone="mobilenetv2", weights="none", image_size=32, optimizer="adam", learning_rate=1e-3)
+v = dict(backbone="smallcnn", weights="none", image_size=32, optimizer="adam", learning_rate=1e-3)
 model = build_model(v, num_classes=5)
 ck = TrialCheckpoint({str(tmp_path)!r})
 ck.save(model, 1, {{"rows": [], "trial_id": "0"}})

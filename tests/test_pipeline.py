@@ -25,7 +25,7 @@ def hypermodel(tmp_path: Path, root: Path, train: str = "", extra: str = ""):
     from tuner.model.strategy import StrategyInfo
     from tuner.spaces import load_space
 
-    path = tiny_space(tmp_path, epochs=2, steps=2, backbone="mobilenetv2", extra=extra)
+    path = tiny_space(tmp_path, epochs=2, steps=2, extra=extra)
     if train:
         path.write_text(path.read_text().replace("jit_compile: false}", f"jit_compile: false, {train}}}"))
     space = load_space(path)
@@ -216,7 +216,7 @@ def test_a_model_error_fails_the_trial_with_its_own_line(root, tmp_path, monkeyp
 
     monkeypatch.setattr(hm_module, "build_model", broken)
     project = tmp_path / "proj"
-    space = tiny_space(tmp_path, epochs=1, steps=2, backbone="mobilenetv2")
+    space = tiny_space(tmp_path, epochs=1, steps=2)
     result = run_search(SearchOptions(space=str(space), data=str(root), project=str(project), max_trials=1,
                                       plain=True))
     assert result.trials == {"0": "FAILED"}, result

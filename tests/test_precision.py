@@ -63,7 +63,7 @@ def test_the_float16_loss_scale_is_saved_and_restored_with_the_optimizer(tmp_pat
     from tuner.engine.checkpoint import TrialCheckpoint
     from tuner.model.hypermodel import build_model
 
-    values = {"backbone": "mobilenetv2", "weights": "none", "image_size": 32, "optimizer": "adam",
+    values = {"backbone": "smallcnn", "weights": "none", "image_size": 32, "optimizer": "adam",
               "learning_rate": 1e-3}
     model = build_model(values, jit_compile=False, num_classes=5, precision="mixed_float16")
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)  # Keras wraps it by itself

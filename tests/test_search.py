@@ -186,7 +186,7 @@ def test_max_time_is_a_ceiling_for_the_whole_command(flower_root, tmp_path):
     runs = json.loads((project / "time.json").read_text())["tuner0"]
     assert 45 <= elapsed <= 66 + jitter or (last["steps"] == 1 and elapsed >= 45), (elapsed, jitter, runs, r.stdout)
     told = next(ln for ln in r.stdout.splitlines() if ln.startswith("time: "))
-    assert "training" in told and "validation" in told, told
+    assert "training" in told, told  # a share under 0.5% (validation of 104 images here) goes unnamed
     parts = {k: v for k, v in runs[0].items() if k not in ("ended", "total")}
     assert abs(sum(parts.values()) - runs[0]["total"]) < 0.1 and parts["training"] > 0 and parts["validation"] > 0
     assert 45 <= runs[0]["total"] <= elapsed and parts["startup"] > 1.0  # the imports count
@@ -330,8 +330,8 @@ def test_nan_trial_fails_with_its_reason_and_the_search_goes_on(flower_root, tmp
     monkeypatch.setattr(keras.applications, "DivergingNet", diverging, raising=False)
     monkeypatch.setitem(backbones.BACKBONES, "diverging", backbones.Backbone("diverging", "DivergingNet", "none"))
     space = tiny_space(tmp_path, epochs=2, steps=2).read_text()
-    assert "backbone: {value: mobilenetv2}" in space
-    space = space.replace("backbone: {value: mobilenetv2}", "backbone: {values: [diverging, mobilenetv2]}")
+    assert "backbone: {value: smallcnn}" in space
+    space = space.replace("backbone: {value: smallcnn}", "backbone: {values: [diverging, smallcnn]}")
     space = space.replace("method: random", "method: bayes")  # BayesianOptimization's oracle, for real
     space = space.replace("learning_rate: {min: 1.0e-3, max: 3.0e-3, distribution: log_uniform_values}",
                           "learning_rate: {value: 1.0e-3}")
@@ -353,7 +353,7 @@ def test_nan_trial_fails_with_its_reason_and_the_search_goes_on(flower_root, tmp
 
 @pytest.mark.slow
 def test_hyperband_promotes_trials_with_their_weights(flower_root, tmp_path):
-    space = tiny_space(tmp_path, epochs=2, steps=2, backbone="mobilenetv2").read_text()
+    space = tiny_space(tmp_path, epochs=2, steps=2).read_text()
     space = space.replace("method: random", "method: hyperband\nhyperband: {factor: 2, iterations: 1}")
     (tmp_path / "hb.yaml").write_text(space)
     project = tmp_path / "proj"

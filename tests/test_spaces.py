@@ -390,6 +390,16 @@ def test_partial_fine_tuning_needs_pretrained_weights(tmp_path):
     assert scratch.params["fine_tune"].value == "full"
 
 
+def test_a_backbone_without_imagenet_weights_refuses_them_in_one_line(tmp_path):
+    with pytest.raises(SpaceError, match=r"parameters.weights: smallcnn has no ImageNet weights; use weights none"):
+        load_space(str(write(tmp_path, with_params("backbone: smallcnn\nweights: imagenet\n"))))
+    with pytest.raises(SpaceError, match="smallcnn has no ImageNet weights"):
+        load_space(str(write(tmp_path, with_params("backbone: {values: [resnet50, smallcnn]}\n"
+                                                   "weights: {values: [imagenet, none]}\n"))))
+    assert load_space(str(write(tmp_path, with_params("backbone: smallcnn\nweights: none\n")))).params[
+        "backbone"].value == "smallcnn"
+
+
 def test_a_project_begun_before_a_new_dimension_still_resumes(tmp_path):
     """A dimension added later (here `batchnorm`) at its default is no change;
     any real change still refuses the resume."""

@@ -53,7 +53,7 @@ def test_steps_per_execution_is_many_on_a_tpu_only_and_reaches_compile():
     assert steps_per_execution("auto", "tpu") == TPU_STEPS_PER_EXECUTION > 1
     assert steps_per_execution("auto", "cpu") == steps_per_execution("auto", "mirrored") == 1
     assert steps_per_execution(4, "cpu") == 4
-    values = {"backbone": "mobilenetv2", "weights": "none", "image_size": 32, "optimizer": "adam",
+    values = {"backbone": "smallcnn", "weights": "none", "image_size": 32, "optimizer": "adam",
               "learning_rate": 1e-3}
     assert build_model(values, jit_compile=False, num_classes=3, steps_per_execution=4).steps_per_execution == 4
 

@@ -106,7 +106,7 @@ seed: 3
 train: {epochs: 6, steps_per_epoch: 3, batch_per_replica: 8, jit_compile: false, validate_every: 4}
 early_terminate: {type: hyperband, min_iter: 3, eta: 2}
 parameters:
-  backbone: {value: mobilenetv2}
+  backbone: {value: smallcnn}
   weights: {value: none}
   image_size: {value: 32}
   optimizer: {value: adam}
@@ -181,7 +181,7 @@ def test_under_min_iter_auto_the_planned_rungs_validate_and_dropped_ones_need_no
     from tuner.model.hypermodel import FlowerHyperModel
     from tuner.spaces import load_space
 
-    text = TINY_SPACE.format(epochs=20, steps=2, backbone="mobilenetv2", extra="").replace(
+    text = TINY_SPACE.format(epochs=20, steps=2, backbone="smallcnn", extra="").replace(
         "jit_compile: false}", "jit_compile: false, validate_every: 10}")
     path = write_space(tmp_path / "auto.yaml", text + "early_terminate: {type: hyperband, min_iter: auto, eta: 2}\n")
     space = load_space(str(path))

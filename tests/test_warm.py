@@ -17,7 +17,7 @@ run_cap: 2
 seed: 3
 train: {epochs: 2, steps_per_epoch: 3, batch_per_replica: 8, jit_compile: false}
 parameters:
-  backbone: {value: mobilenetv2}
+  backbone: {value: smallcnn}
   weights: {value: none}
   image_size: {value: 32}
   optimizer: {value: nadam}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Backbone:
     name: str
-    #: attribute of `keras.applications`
+    #: attribute of `keras.applications`, or "module:name" for one of ours
     constructor: str
     #: how the model expects 0..255 RGB pixels: "caffe" (BGR, mean-subtracted),
     #: "tf" ([-1, 1]), "torch" ([0, 1] then ImageNet mean/std) or "none"
@@ -25,6 +25,20 @@ class Backbone:
     #: into the Normalization's variance when it loads pretrained weights, so
     #: the architecture never depends on where the weights came from.
     imagenet_rescale: bool = False
+    #: whether ImageNet weights exist (the validator refuses `weights:
+    #: imagenet` for a backbone without them, before anything is built)
+    imagenet: bool = True
+
+    def build_fn(self):
+        """The constructor, with keras.applications' signature."""
+        import importlib
+
+        if ":" in self.constructor:
+            module, name = self.constructor.split(":")
+            return getattr(importlib.import_module(module), name)
+        import keras
+
+        return getattr(keras.applications, self.constructor)
 
 
 BACKBONES: dict[str, Backbone] = {}
@@ -47,6 +61,7 @@ for _b in (
     Backbone("mobilenetv2", "MobileNetV2", "tf"),
     Backbone("efficientnetb0", "EfficientNetB0", "none", imagenet_rescale=True),
     Backbone("efficientnetb6", "EfficientNetB6", "none", imagenet_rescale=True),
+    Backbone("smallcnn", "tuner.model.smallcnn:SmallCNN", "tf", imagenet=False),
 ):
     register(_b)
 

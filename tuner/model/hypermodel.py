@@ -133,7 +133,7 @@ def build_backbone(spec: backbones.Backbone, weights: str | None, size: int, ask
     `weights`; ImageNet's file comes from Keras' cache (tuner.model.weights)."""
     from tuner.model.weights import imagenet_file
 
-    ctor = getattr(keras.applications, spec.constructor)
+    ctor = spec.build_fn()
     shape = (size, size, 3)
     backbone = ctor(include_top=False, weights=None, input_shape=shape, pooling="avg")
     if weights is None:

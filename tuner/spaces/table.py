@@ -97,7 +97,7 @@ def _num(x: Any) -> str:
 _CORE: tuple[Dimension, ...] = (
     # backbone's choices are filled in from tuner.model.backbones at call time
     Dimension("backbone", "str", "resnet50v2",
-              "keras.applications backbone (see tuner.model.backbones)"),
+              "keras.applications backbone, or smallcnn (see tuner.model.backbones)"),
     Dimension("weights", "str", "imagenet",
               "initial backbone weights: imagenet, none (random) or a local "
               ".h5/.keras weights file", choices=("imagenet", "none"),
