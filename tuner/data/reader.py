@@ -456,6 +456,16 @@ class FlowerData:
         import tensorflow as tf
 
         ds = self.decoded(split, ordered=True)
+        # No autotuning thread: dropping an iterator waits for that thread's
+        # model optimisation to finish, and Keras drops the validation
+        # iterator at the start of every validation after the first. On 2
+        # busy cores that wait was 15 s, uncounted and unforeseen, in about
+        # a third of runs (seen in py-spy as RootDataset's iterator
+        # destructor in `EpochIterator.reset`). Parallel maps then run at
+        # the core count, prefetch keeps its own sizing.
+        off = tf.data.Options()
+        off.autotune.enabled = False
+        ds = ds.with_options(off)
         if steps:
             ds = ds.take(steps * batch_size)
         if cache:
