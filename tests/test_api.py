@@ -113,6 +113,11 @@ def test_status_watch_refreshes_until_ctrl_c(finished_project):
                          env={**os.environ, "COLUMNS": "200"})
     time.sleep(3)
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=30)
+    try:
+        out, err = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        raise AssertionError(f"no exit 30 s after SIGINT; stdout tail {out[-400:]!r}, stderr {err[-2000:]!r}")
     assert p.returncode == 0, err
     assert "completed" in out and "Traceback" not in err
