@@ -256,3 +256,26 @@ def test_a_chief_under_jax_serves_without_tensorflow(flower_root, tmp_path, jax_
     assert "tensorflow imported: False" in (tmp_path / "chief.log").read_text()
     assert "backend: jax" in (tmp_path / "w1.log").read_text()
     assert trial_statuses(project) == {"0": "COMPLETED"}
+
+
+@pytest.mark.xdist_group("finished")
+def test_an_ensemble_exported_and_predicted_under_jax(finished_project, flower_root, tmp_path, jax_cache):
+    """The suite's 2-trial search (trained under TensorFlow) exported under
+    JAX with `--ensemble 2`: the members reload, the cross-fitted decision is
+    taken and recorded, and `predict` under JAX writes a row for every test id
+    from what was shipped (an ensemble or the best single model)."""
+    out = tmp_path / "ens"
+    r = run_cli("best", "--project", str(finished_project), "--export", str(out), "--ensemble", "2",
+                "--backend", "jax", env=jax_cache)
+    assert r.returncode == 0, r.stdout + r.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["backend"] == "jax", metrics
+    info = metrics["ensemble"]
+    assert info["candidates"] == ["0", "1"] and "gain" in info["cross_fitted"], info  # both members reloaded
+    assert info["kept"] == (info["cross_fitted"]["gain"] > 0 and len(info["members"]) > 1), info
+    sub = tmp_path / "sub.csv"
+    p = run_cli("predict", "--model", str(out / "model.keras"), "--data", str(flower_root), "--out", str(sub),
+                "--backend", "jax", env=jax_cache)
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = sub.read_text().splitlines()
+    assert lines[0] == "id,label" and len(lines) == 31, lines[:3]

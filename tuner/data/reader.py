@@ -461,8 +461,9 @@ class FlowerData:
         # iterator at the start of every validation after the first. On 2
         # busy cores that wait was 15 s, uncounted and unforeseen, in about
         # a third of runs (seen in py-spy as RootDataset's iterator
-        # destructor in `EpochIterator.reset`). Parallel maps then run at
-        # the core count, prefetch keeps its own sizing.
+        # destructor in `EpochIterator.reset`). The parallel maps keep the
+        # parallelism AUTOTUNE starts them at; a cached split's later
+        # passes hardly use them.
         off = tf.data.Options()
         off.autotune.enabled = False
         ds = ds.with_options(off)
