@@ -6,9 +6,9 @@ Why it exists: a keras.applications backbone costs most of a CPU smoke run
 before the first step. Keras traces the train step per variable, and the
 optimizer's update alone is about half of that trace: MobileNetV2's 158
 trainable variables take 27-33 s on 2 cores, this network's 12 take 3-4 s.
-It is what `tuner check`-style smoke runs, examples on a laptop and the
-tool's own tests train; it has no ImageNet weights (a local weights file
-saved from it loads). Its layers are named `block<k>_...` like the
+It is for smoke runs of a space on a laptop CPU and for the tool's own
+tests; it has no ImageNet weights (a local weights file saved from it
+loads). Its layers are named `block<k>_...` like the
 applications', so `fine_tune: top` unfreezes its last blocks the same way.
 """
 

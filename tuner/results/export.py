@@ -18,7 +18,6 @@ from tuner.errors import DataError, ProjectError
 from tuner.data.classes import CLASS_NAMES, NUM_CLASSES
 
 
-
 def _backend() -> str:
     """The Keras backend that measured the export (a project trained under
     one backend exports under either)."""
