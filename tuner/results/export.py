@@ -13,17 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from tuner import backend
 from tuner.engine import storage
 from tuner.errors import DataError, ProjectError
 from tuner.data.classes import CLASS_NAMES, NUM_CLASSES
-
-
-def _backend() -> str:
-    """The Keras backend that measured the export (a project trained under
-    one backend exports under either)."""
-    import keras
-
-    return keras.backend.backend()
 
 
 def _inference_model(values: dict[str, Any], weights_path: str, num_classes: int = NUM_CLASSES):
@@ -469,7 +462,7 @@ def export_best(project: str, out: str, data_root: str | None = None, batch: int
             predict = averaged(predict, tta, values)
     y_pred = probs.argmax(axis=1)
     metrics = {"trial": best.trial_id, "best_epoch": best.best_epoch, "split": "val",
-               "measured_model": os.path.basename(scored_path), "backend": _backend(),
+               "measured_model": os.path.basename(scored_path), "backend": backend.active(),
                "images": int(len(y_true)), **scores(y_true, y_pred, classes)}
     if ensemble_info is not None:
         metrics["ensemble"] = ensemble_info

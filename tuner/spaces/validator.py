@@ -410,18 +410,16 @@ def _check_consistency(space: Space, where: str) -> None:
 
     p = space.params
     smallest = min(p["image_size"].possible())
+    imagenet = "imagenet" in p["weights"].possible()
     for b in p["backbone"].possible():
         bb = BACKBONES.get(b)
         if bb is not None and smallest < bb.min_size:
             raise SpaceError(f"{where}: parameters.image_size: {smallest} px is below "
                              f"{b}'s minimum of {bb.min_size}; use image_size >= "
                              f"{bb.min_size} or another backbone")
-    if "imagenet" in p["weights"].possible():
-        for b in p["backbone"].possible():
-            bb = BACKBONES.get(b)
-            if bb is not None and not bb.imagenet:
-                raise SpaceError(f"{where}: parameters.weights: {b} has no ImageNet weights; use "
-                                 f"weights none or a weights file with {b}, or another backbone")
+        if bb is not None and imagenet and not bb.imagenet:
+            raise SpaceError(f"{where}: parameters.weights: {b} has no ImageNet weights; use "
+                             f"weights none or a weights file with {b}, or another backbone")
     et = space.early_terminate
     if et is not None:
         if space.method == "hyperband":
