@@ -61,6 +61,14 @@ def flower_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ten_classes(tmp_path_factory) -> Path:
+    """Ten classes at 32 px (120 train, 40 val): a learning rate that learns
+    scores well above chance in a few steps, one that cannot stays at it."""
+    return write_dataset(tmp_path_factory.mktemp("ten"), sizes=(32,), classes=10, per_class_train=12,
+                         per_class_val=4, n_test=10, files=2)
+
+
+@pytest.fixture(scope="session")
 def jax_cache(tmp_path_factory) -> dict[str, str]:
     """One persistent JAX compilation cache for the session's JAX processes
     (tests/test_jax.py): a graph compiled once serves every later process,

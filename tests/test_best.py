@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli, write_dataset, write_space
+from conftest import REPO, run_cli, write_space
 from tuner.engine import ranking
 
 # ---------------------------------------------------------------- the rules
@@ -48,12 +48,6 @@ def test_trials_rank_by_score_ties_to_the_earlier_trial_and_unscored_last():
 
 
 # ---------------------------------------------------------------- real searches
-
-
-@pytest.fixture(scope="module")
-def ten_classes(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("ten"), sizes=(32,), classes=10, per_class_train=12,
-                         per_class_val=4, n_test=10, files=2)
 
 
 #: Trial 0 draws the learning rate that learns (val_f1 about 0.4 at its

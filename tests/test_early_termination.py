@@ -13,7 +13,7 @@ from pathlib import Path
 import keras_tuner as kt
 import pytest
 
-from conftest import REPO, run_cli, write_dataset, write_space
+from conftest import REPO, run_cli, write_space
 from test_faults import ENV, FAULTS, history_epochs, retrained_after_save, snapshot, trained_epochs
 from tuner.engine.rungs import EarlyTerminate
 from tuner.engine.tuner import TUNERS
@@ -240,12 +240,6 @@ def test_two_workers_share_one_set_of_rungs(tmp_path):
 
 
 # ---------------------------------------------------------------- real searches
-
-
-@pytest.fixture(scope="module")
-def ten_classes(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("ten"), sizes=(32,), classes=10, per_class_train=12,
-                         per_class_val=4, n_test=10, files=2)
 
 
 #: trial 0 draws the learning rate that learns (seed checked in the test)

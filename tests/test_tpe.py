@@ -18,7 +18,7 @@ import keras_tuner as kt
 import optuna
 import pytest
 
-from conftest import REPO, run_cli, write_dataset, write_space
+from conftest import REPO, run_cli, write_space
 from test_faults import ENV, FAULTS, history_epochs
 from tuner.engine import project as proj
 from tuner.engine import sampler, warm_start
@@ -258,12 +258,6 @@ def test_warm_start_refuses_a_changed_range_naming_the_dimension(fast_dir, tmp_p
 
 
 # ---------------------------------------------------------------- a real search
-
-
-@pytest.fixture(scope="module")
-def ten_classes(tmp_path_factory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("ten"), sizes=(32,), classes=10, per_class_train=12,
-                         per_class_val=4, n_test=10, files=2)
 
 
 TPE_SPACE = """\
