@@ -191,32 +191,38 @@ def test_four_devices_match_one_device(flower_root, tmp_path, jax_cache):
         assert rows["four"][key] == pytest.approx(rows["one"][key], abs=0.011), (key, rows)
 
 
-def test_early_termination_pauses_and_continues_a_trial_under_jax(flower_root, tmp_path, jax_cache):
+def test_early_termination_pauses_and_continues_a_trial_under_jax(ten_classes, tmp_path, jax_cache):
     """Hyperband at epoch 1, eta 3, under JAX: trials 0 and 1 pause at the
-    rung, trial 2 arrives and the rung is decided; the best of the three
-    continues from its epoch checkpoint (optimizer state and all) to epoch
-    3, the other two stop; each epoch is in history.csv once."""
+    rung, trial 2 arrives and the rung is decided; trial 1, the only one whose
+    learning rate learns, continues from its epoch checkpoint (optimizer state
+    and all) to epoch 3, the other two stop; each epoch is in history.csv once.
+    (With three learning rates that learn alike, the rung's winner was chance,
+    and when it was trial 2, the last to arrive, it went on without a pause.)"""
     from test_faults import history_epochs
 
-    space = tiny_space(tmp_path, epochs=3, steps=2, extra=NO_DROPOUT + "early_terminate: {type: hyperband, "
-                                                                      "min_iter: 1, eta: 3}\n")
+    space = tiny_space(tmp_path, epochs=3, steps=4, extra=NO_DROPOUT + "early_terminate: {type: hyperband, "
+                                                                      "min_iter: 1, eta: 3}\n"
+                                                                      "start_with:\n  - {learning_rate: 1.0e-9}\n"
+                                                                      "  - {learning_rate: 3.0e-3}\n"
+                                                                      "  - {learning_rate: 1.0e-9}\n")
     # and two steps per call into the device (Keras' multi-step train function under JAX)
     space.write_text(space.read_text().replace("run_cap: 2", "run_cap: 3")
+                     .replace("min: 1.0e-3, max: 3.0e-3", "min: 1.0e-9, max: 3.0e-3")
                      .replace("jit_compile: false}", "jit_compile: false, steps_per_execution: 2}"))
     project = tmp_path / "proj"
-    r = run_cli("search", "--plain", "--space", str(space), "--data", str(flower_root), "--project", str(project),
+    r = run_cli("search", "--plain", "--space", str(space), "--data", str(ten_classes), "--project", str(project),
                 "--backend", "jax", env=jax_cache)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "backend: jax" in r.stdout, r.stdout
     states = {row["trial"]: row["state"] for row in json.loads(
         run_cli("status", "--project", str(project), "--format", "json").stdout)}
     winner = [t for t, s in states.items() if not s.startswith("stopped")]
-    assert len(winner) == 1 and sorted(states) == ["0", "1", "2"], (states, r.stdout)
-    assert f"trial {winner[0]} goes on from rung 1" in r.stdout, r.stdout
-    assert "steps_per_execution: 2" in r.stdout and pointer(project, winner[0])["steps_per_execution"] == 2
+    assert winner == ["1"] and sorted(states) == ["0", "1", "2"], (states, r.stdout)
+    assert "trial 1 paused" in r.stdout and "trial 1 goes on from rung 1" in r.stdout, r.stdout
+    assert "steps_per_execution: 2" in r.stdout and pointer(project, "1")["steps_per_execution"] == 2
     for t in states:
-        assert history_epochs(project / f"trial_{t}") == ([1, 2, 3] if t == winner[0] else [1]), (t, r.stdout)
-    assert [s for t, s in states.items() if t != winner[0]] == ["stopped at epoch 1 (rung 1)"] * 2, states
+        assert history_epochs(project / f"trial_{t}") == ([1, 2, 3] if t == "1" else [1]), (t, r.stdout)
+    assert [s for t, s in states.items() if t != "1"] == ["stopped at epoch 1 (rung 1)"] * 2, states
 
 
 #: a process where TensorFlow is not installed, as far as imports can tell
