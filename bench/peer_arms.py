@@ -70,18 +70,34 @@ class Deadline(keras.callbacks.Callback):
 class EpochClock(keras.callbacks.Callback):
     """When each epoch began and ended, in seconds from the process start (the
     budget's clock), so that an arm's epochs can be set beside a search's
-    history.csv: where the time went, not only how many epochs it held."""
+    history.csv: where the time went, not only how many epochs it held. One
+    line per event in a file: Keras Tuner deep-copies its callbacks for every
+    trial, so lists held here would be lost with the copies."""
 
-    def __init__(self):
+    def __init__(self, path: str):
         super().__init__()
-        self.begins: list[float] = []
-        self.ends: list[float] = []
+        self.path = path
+
+    def _mark(self, kind: str) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{kind} {time.monotonic() - process_start():.2f}\n")
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.begins.append(round(time.monotonic() - process_start(), 2))
+        self._mark("begin")
 
     def on_epoch_end(self, epoch, logs=None):
-        self.ends.append(round(time.monotonic() - process_start(), 2))
+        self._mark("end")
+
+
+def epoch_times(path: str) -> dict[str, Any]:
+    """An EpochClock file as the arm's figures: epochs ended, and every begin
+    and end (across trials, in order)."""
+    marks = {"begin": [], "end": []}
+    if os.path.exists(path):
+        for line in open(path):
+            kind, at = line.split()
+            marks[kind].append(float(at))
+    return {"epochs": len(marks["end"]), "epoch_begins_s": marks["begin"], "epoch_ends_s": marks["end"]}
 
 
 class VaryingHyperModel(FlowerHyperModel):
@@ -195,12 +211,11 @@ def notebook(space_name: str, root: str, out: str, seed: int, deadline: float) -
     hp = as_hp(values)
     model = hm.build(hp)
     best = os.path.join(out, "best.weights.h5")
-    clock = EpochClock()
-    history = hm.fit(hp, model, epochs=FOREVER, callbacks=[Deadline(deadline), checkpoint(best), clock])
+    clock = os.path.join(out, "epochs.txt")
+    history = hm.fit(hp, model, epochs=FOREVER, callbacks=[Deadline(deadline), checkpoint(best), EpochClock(clock)])
     scores = history.history.get("val_f1", [])
     model.load_weights(best)
-    return {"final": save_final(model, out), "epochs": len(scores), "trials": 1,
-            "epoch_begins_s": clock.begins, "epoch_ends_s": clock.ends,
+    return {"final": save_final(model, out), "trials": 1, **epoch_times(clock),
             "best_val_f1": max(scores) if scores else None,
             "values": {k: values[k] for k in space.varying}}
 
@@ -218,11 +233,12 @@ def kt_tuner(kind: str, space_name: str, root: str, out: str, seed: int, deadlin
     else:
         tuner = TimedBayesianOptimization(max_trials=space.run_cap, **common)
     tuner.deadline = deadline
-    tuner.search(callbacks=[Deadline(deadline)], verbose=0)
+    clock = os.path.join(out, "epochs.txt")
+    tuner.search(callbacks=[Deadline(deadline), EpochClock(clock)], verbose=0)
     model = tuner.get_best_models(1)[0]
     trials = tuner.oracle.trials.values()
     best = tuner.oracle.get_best_trials(1)[0]
-    return {"final": save_final(model, out), "trials": len(trials),
+    return {"final": save_final(model, out), "trials": len(trials), **epoch_times(clock),
             "completed": sum(t.status == "COMPLETED" for t in trials),
             "best_val_f1": best.score, "values": {k: best.hyperparameters.values.get(k) for k in space.varying}}
 
@@ -254,6 +270,7 @@ def optuna_arm(space_name: str, root: str, out: str, seed: int, deadline: float)
         reduction_factor=getattr(et, "eta", 3))
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
     fixed = {n: p.value for n, p in space.params.items() if not p.varying}
+    clock = os.path.join(out, "epochs.txt")
 
     def objective(trial) -> float:
         keras.backend.clear_session()  # as Optuna's Keras examples do
@@ -262,7 +279,7 @@ def optuna_arm(space_name: str, root: str, out: str, seed: int, deadline: float)
         model = hm.build(hp)
         history = hm.fit(hp, model, epochs=space.train.epochs,
                          callbacks=[Deadline(deadline), checkpoint(os.path.join(out, f"trial_{trial.number}.weights.h5")),
-                                    KerasPruningCallback(trial, "val_f1")])
+                                    KerasPruningCallback(trial, "val_f1"), EpochClock(clock)])
         return max(history.history["val_f1"])
 
     study.optimize(objective, timeout=max(0.0, deadline - time.monotonic()), gc_after_trial=True)
@@ -271,7 +288,8 @@ def optuna_arm(space_name: str, root: str, out: str, seed: int, deadline: float)
     model = hm.build(as_hp(values))
     model.load_weights(os.path.join(out, f"trial_{best.number}.weights.h5"))
     states = [t.state.name for t in study.trials]
-    return {"final": save_final(model, out), "trials": len(states), "completed": states.count("COMPLETE"),
+    return {"final": save_final(model, out), "trials": len(states), **epoch_times(clock),
+            "completed": states.count("COMPLETE"),
             "pruned": states.count("PRUNED"), "best_val_f1": best.value,
             "values": {k: values[k] for k in space.varying}}
 
