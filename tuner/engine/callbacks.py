@@ -64,7 +64,11 @@ class EpochState(keras.callbacks.Callback):
         self.pace = Pace(self.val_share, -(-steps // per_call))
         # Runs after the trial's own callbacks reset themselves: put their
         # state back as it was at the checkpoint.
+        from tuner.model.schedules import LinearDecay
+
         for cb in self.watched:
+            if isinstance(cb, LinearDecay):
+                cb.last_epoch = self.last_epoch_in_budget
             for k, v in self.saved_callbacks.get(type(cb).__name__, {}).items():
                 setattr(cb, k, v)
 
@@ -167,6 +171,33 @@ class EpochState(keras.callbacks.Callback):
             # py-spy on a 15-minute demo search).
             self.stopped = f"{why}: trial {self.trial.trial_id} stopped after epoch {epoch + 1}"
             self.model.stop_training = True
+
+    def last_epoch_in_budget(self, epoch: int) -> int | None:
+        """The last 1-based epoch this run reaches if it trains on from
+        0-based `epoch` until --max-time, at this run's pace: each epoch its
+        training, its validation (where it validates) and its checkpoint
+        write; the last may be a part (`Pace.cut_now` cuts it), counted when
+        at least `MIN_PART` of it fits. None without a budget, or before a
+        call of this run is timed. What `LinearDecay` decays to."""
+        from tuner.engine.pace import MIN_PART
+
+        stopper = self.tuner.stopper
+        left = stopper.budget.left() if stopper is not None else None
+        train = self.pace.train_seconds() if self.pace is not None else None
+        if left is None or train is None:
+            return None
+        val = self.pace.validation_seconds() or 0.0
+        save = self.ckpt.write_seconds or 0.0
+        e = epoch
+        while e < self.epochs:
+            v = val if self.validates(e + 1) else 0.0
+            if train + v + save > left:
+                if left >= MIN_PART * train + v:
+                    e += 1
+                break
+            left -= train + v + save
+            e += 1
+        return max(e, epoch + 1)
 
     def next_epoch_least(self, epoch: int) -> tuple[float | None, str]:
         """The fewest seconds in which 1-based `epoch`, the next, is worth

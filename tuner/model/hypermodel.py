@@ -261,7 +261,7 @@ class FlowerHyperModel(kt.HyperModel):
         epochs = int(epochs or v["epochs"])
         _, train_ds, val_ds = self.datasets(hp, initial_epoch)
         steps = self.steps_per_epoch(v)
-        own = trial_callbacks(v)
+        own = trial_callbacks(v, epochs)
         if watched is not None:
             watched.extend(own)
         at = self.validation_epochs(v, epochs, rungs)
@@ -356,11 +356,16 @@ def pipeline_seed(seed: int, trial: Any, initial_epoch: int) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") >> 1
 
 
-def trial_callbacks(v: dict[str, Any]) -> list[keras.callbacks.Callback]:
+def trial_callbacks(v: dict[str, Any], epochs: int | None = None) -> list[keras.callbacks.Callback]:
     """The trial's own callback; what `v` lacks (a trial saved before a
-    dimension existed) is at the table's default, as in the search."""
+    dimension existed) is at the table's default, as in the search.
+    `epochs`: the run's last epoch (`linear_decay` decays to it)."""
     v = with_defaults(v)
     cb = v["callback"]
+    if cb == "linear_decay":
+        from tuner.model.schedules import LinearDecay
+
+        return [LinearDecay(float(v["learning_rate"]), int(epochs or v.get("epochs") or 1))]
     if cb == "early_stopping":
         return [keras.callbacks.EarlyStopping(monitor="val_loss", min_delta=0, patience=int(v["es_patience"]))]
     if cb == "reduce_lr_on_plateau":

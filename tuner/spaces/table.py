@@ -133,8 +133,9 @@ _CORE: tuple[Dimension, ...] = (
     Dimension("weight_decay", "float", 0.0,
               "weight decay (adamw, sgd)", min=0.0, max=1.0, max_open=True),
     Dimension("callback", "str", "reduce_lr_on_plateau",
-              "training callback, as in the original study",
-              choices=("early_stopping", "lr_schedule", "reduce_lr_on_plateau", "none"),
+              "training callback, as in the original study; linear_decay: the learning rate falls "
+              "linearly to the trial's last epoch, its epochs or the last one --max-time holds",
+              choices=("early_stopping", "lr_schedule", "reduce_lr_on_plateau", "linear_decay", "none"),
               null_is_none=True),
     Dimension("es_patience", "int", 2, "EarlyStopping patience, in validations (train.validate_every)", min=0),
     Dimension("plateau_patience", "int", 10,
