@@ -54,8 +54,9 @@ def pointer(project: Path, trial: str = "0") -> dict:
 
 def test_engine_and_model_import_no_tensorflow_under_jax(tmp_path):
     """The metrics (their reset failed under JAX: zeros_like of a Keras
-    variable), a model build, its checkpoint written and restored, and the
-    strategy: all under JAX, and TensorFlow never imported."""
+    variable), a model build, its checkpoint written and restored, the
+    strategy and `linear_decay`'s rates: all under JAX, and TensorFlow never
+    imported."""
     code = f"""
 import sys
 import numpy as np
@@ -83,6 +84,15 @@ fresh = build_model(v, num_classes=5)
 assert ck.restore(fresh)["epoch"] == 1
 a, b = model.get_weights(), fresh.get_weights()
 assert all(np.array_equal(x, y) for x, y in zip(a, b))
+from tuner.model.schedules import LinearDecay
+tiny = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+tiny.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+seen = []
+probe = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: seen.append(
+    float(ops.convert_to_numpy(tiny.optimizer.learning_rate))))
+tiny.fit(np.zeros((4, 2), "float32"), np.zeros((4, 1), "float32"), epochs=4, verbose=0,
+         callbacks=[LinearDecay(0.1, 4), probe])
+assert np.allclose(seen, [0.1, 0.075, 0.05, 0.025]), seen
 print("tensorflow" in sys.modules)
 """
     r = python(code, env={"KERAS_BACKEND": "jax"})
