@@ -2,7 +2,7 @@
 its own users write it (the driver spawns it, times it, and scores the model
 it leaves; flower-tuner's arm is the CLI itself, spawned by the driver):
 
-    python bench/peer_arms.py notebook|kt-hyperband|kt-bayes|optuna \\
+    python bench/peer_arms.py notebook|notebook-linear|kt-hyperband|kt-bayes|optuna \\
         --data ROOT --dir DIR --budget SECONDS --seed S [--space demo]
     python bench/peer_arms.py score --model MODEL --data ROOT --labels CSV
 
@@ -38,7 +38,7 @@ import keras_tuner as kt  # noqa: E402
 from tuner.engine.clock import process_start  # noqa: E402
 from tuner.model.hypermodel import FlowerHyperModel  # noqa: E402
 
-ARMS = ("notebook", "kt-hyperband", "kt-bayes", "optuna")
+ARMS = ("notebook", "notebook-linear", "kt-hyperband", "kt-bayes", "optuna")
 
 #: The original study's best CPU configuration (/work/shared/petals-dataset.md:
 #: ResNet50V2, Nadam at Keras' default 1e-3, ReduceLROnPlateau(factor 0.1,
@@ -69,8 +69,9 @@ class Deadline(keras.callbacks.Callback):
 
 class EpochClock(keras.callbacks.Callback):
     """When each epoch began and ended, in seconds from the process start (the
-    budget's clock), so that an arm's epochs can be set beside a search's
-    history.csv: where the time went, not only how many epochs it held. One
+    budget's clock), and the learning rate it trained at, so that an arm's
+    epochs can be set beside a search's history.csv: where the time went, not
+    only how many epochs it held. One
     line per event in a file: Keras Tuner deep-copies its callbacks for every
     trial, so lists held here would be lost with the copies."""
 
@@ -84,20 +85,53 @@ class EpochClock(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._mark("begin")
+        with open(self.path, "a") as f:  # the rate this epoch trains at (Keras 3's history has none)
+            f.write(f"rate {float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)):.6g}\n")
 
     def on_epoch_end(self, epoch, logs=None):
         self._mark("end")
 
 
+class BudgetHorizon(keras.callbacks.Callback):
+    """The notebook-linear arm's `linear_decay` horizon, as a user who times
+    the epochs sets it: the epoch the deadline falls in, at the mean of this
+    run's epochs after the first (the first holds the trace). The search
+    sets its own from its pace (EpochState.last_epoch_in_budget)."""
+
+    def __init__(self, deadline: float, own: list):
+        super().__init__()
+        self.deadline, self.own, self.begins = deadline, own, []
+
+    def on_train_begin(self, logs=None):
+        from tuner.model.schedules import LinearDecay
+
+        for cb in self.own:
+            if isinstance(cb, LinearDecay):
+                cb.last_epoch = self.last_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.begins.append(time.monotonic())
+
+    def last_epoch(self, epoch: int) -> int | None:
+        """Asked at the end of 0-based epoch `epoch - 1`, validation included."""
+        if not self.begins:
+            return None
+        now = time.monotonic()
+        took = [b - a for a, b in zip(self.begins, self.begins[1:])] + [now - self.begins[-1]]
+        per = sum(took[1:]) / len(took[1:]) if len(took) > 1 else took[0]
+        return epoch + max(1, math.ceil((self.deadline - now) / per))
+
+
 def epoch_times(path: str) -> dict[str, Any]:
     """An EpochClock file as the arm's figures: epochs ended, and every begin
     and end (across trials, in order)."""
-    marks = {"begin": [], "end": []}
+    marks: dict[str, list[float]] = {"begin": [], "end": [], "rate": []}
     if os.path.exists(path):
         for line in open(path):
             kind, at = line.split()
             marks[kind].append(float(at))
-    return {"epochs": len(marks["end"]), "epoch_begins_s": marks["begin"], "epoch_ends_s": marks["end"]}
+    return {"epochs": len(marks["end"]), "epoch_begins_s": marks["begin"], "epoch_ends_s": marks["end"],
+            "epoch_rates": marks["rate"]}
 
 
 class VaryingHyperModel(FlowerHyperModel):
@@ -203,16 +237,23 @@ def checkpoint(path: str) -> keras.callbacks.ModelCheckpoint:
                                            save_weights_only=True, verbose=0)
 
 
-def notebook(space_name: str, root: str, out: str, seed: int, deadline: float) -> dict:
-    """(a): the study's configuration, one plain `model.fit` for the whole budget."""
+def notebook(space_name: str, root: str, out: str, seed: int, deadline: float, callback: str | None = None) -> dict:
+    """(a): the study's configuration, one plain `model.fit` for the whole
+    budget. `callback`: another in place of the study's (notebook-linear:
+    `linear_decay` to the epoch the deadline falls in; BENCHMARKS.md,
+    "Linear decay to the budget's end"), not an arm of issue 20's."""
     keras.utils.set_random_seed(seed)
     space, hm = setup(space_name, root, seed)
     values = notebook_values(space)
+    if callback is not None:
+        values = space.coerce({**values, "callback": callback})
     hp = as_hp(values)
     model = hm.build(hp)
     best = os.path.join(out, "best.weights.h5")
     clock = os.path.join(out, "epochs.txt")
-    history = hm.fit(hp, model, epochs=FOREVER, callbacks=[Deadline(deadline), checkpoint(best), EpochClock(clock)])
+    own: list = []
+    history = hm.fit(hp, model, epochs=FOREVER, watched=own,
+                     callbacks=[Deadline(deadline), checkpoint(best), EpochClock(clock), BudgetHorizon(deadline, own)])
     scores = history.history.get("val_f1", [])
     model.load_weights(best)
     return {"final": save_final(model, out), "trials": 1, **epoch_times(clock),
@@ -331,8 +372,9 @@ def main() -> None:
 
     # weights-only checkpoints loaded into a fresh model, whose optimizer has no slots yet
     warnings.filterwarnings("ignore", message=r".*Skipping variable loading for optimizer")
-    if args.arm == "notebook":
-        info = notebook(args.space, args.data, args.dir, args.seed, deadline)
+    if args.arm in ("notebook", "notebook-linear"):
+        info = notebook(args.space, args.data, args.dir, args.seed, deadline,
+                        "linear_decay" if args.arm == "notebook-linear" else None)
     elif args.arm == "optuna":
         info = optuna_arm(args.space, args.data, args.dir, args.seed, deadline)
     else:

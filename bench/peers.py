@@ -17,6 +17,9 @@ Arms (each in its own fresh process and directory; bench/peer_arms.py):
                 trial's saved best epoch;
   flower-tuner  `python -m tuner search --max-time budget`, then
                 `python -m tuner best --export`; its export's model.keras.
+Also, named in --arms only (not one of issue 20's arms):
+  notebook-linear  the notebook with `linear_decay` in place of the study's
+                ReduceLROnPlateau, decaying to the epoch the deadline falls in.
 Runs are interleaved: for each seed every arm once, the arm order rotated per
 seed, so a drift in the machine's speed hits every arm alike. Each arm's wall
 time runs from its process's start to its exit (flower-tuner: the search's
@@ -44,6 +47,8 @@ sys.path.insert(0, BENCH)
 from _common import REPO, demo_data, header, load, run, table, workdir  # noqa: E402
 
 ARMS = ("notebook", "kt-hyperband", "kt-bayes", "optuna", "flower-tuner")
+#: arms --arms may name beside ARMS, never run by default
+EXTRA_ARMS = ("notebook-linear",)
 OURS = "flower-tuner"
 
 
@@ -233,7 +238,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--labels", help="id,label CSV of the test split's true labels (default: ROOT/test_labels.csv)")
     p.add_argument("--budget", default="3m", help="each arm's time budget, e.g. 3m (default 3m)")
     p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds, one round each (default 1,2,3)")
-    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)}")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated subset of {','.join(ARMS)} (default all of them), or also "
+                   f"{','.join(EXTRA_ARMS)}")
     p.add_argument("--space", default="demo", help="the search space every arm shares (default demo)")
     p.add_argument("--out", default=os.path.join(REPO, "bench", "out", "peers.json"), help="JSON of all results")
     p.add_argument("--keep", action="store_true", help="keep every arm's models and checkpoints too (about 2 GB a round "
@@ -254,9 +260,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError:
         fail(f"--seeds {args.seeds!r}: give integers separated by commas, e.g. 1,2,3")
     args.arm_list = [a.strip() for a in args.arms.split(",") if a.strip()]
-    unknown = [a for a in args.arm_list if a not in ARMS]
+    unknown = [a for a in args.arm_list if a not in ARMS + EXTRA_ARMS]
     if unknown or not args.arm_list or not args.seed_list:
-        fail(f"--arms {args.arms!r}: choose from {','.join(ARMS)}" if unknown or not args.arm_list
+        fail(f"--arms {args.arms!r}: choose from {','.join(ARMS + EXTRA_ARMS)}" if unknown or not args.arm_list
              else "--seeds: give at least one seed")
     import importlib.util
 

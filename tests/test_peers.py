@@ -161,3 +161,21 @@ def test_the_optuna_arm_without_optuna_integration_is_one_line_at_the_start(tmp_
     assert r.returncode == 2, r.stdout + r.stderr
     assert r.stderr.strip().count("\n") == 0 and "optuna arm needs optuna-integration" in r.stderr, r.stderr
     assert not (tmp_path / "o.json").exists()
+
+
+def test_the_notebook_linear_horizon_is_the_epoch_the_deadline_falls_in():
+    """notebook-linear (not an issue-20 arm) decays to the epoch in which
+    its deadline falls, timed from its epochs after the first (the trace)."""
+    pytest.importorskip("keras")
+    import time
+
+    import peer_arms
+    from tuner.model.schedules import LinearDecay
+
+    decay = LinearDecay(1e-3, 100)
+    horizon = peer_arms.BudgetHorizon(time.monotonic() + 110, [decay])
+    horizon.on_train_begin()
+    assert decay.last_epoch == horizon.last_epoch and horizon.last_epoch(1) is None
+    now = time.monotonic()
+    horizon.begins = [now - 190, now - 100, now - 50]  # epochs of 90, 50 and 50 s: 110 s hold 2 and a part
+    assert decay.horizon(3) == 6
