@@ -71,9 +71,9 @@ class EpochClock(keras.callbacks.Callback):
     """When each epoch began and ended, in seconds from the process start (the
     budget's clock), and the learning rate it trained at, so that an arm's
     epochs can be set beside a search's history.csv: where the time went, not
-    only how many epochs it held. One
-    line per event in a file: Keras Tuner deep-copies its callbacks for every
-    trial, so lists held here would be lost with the copies."""
+    only how many epochs it held. One line per event in a file: Keras Tuner
+    deep-copies its callbacks for every trial, so lists held here would be
+    lost with the copies."""
 
     def __init__(self, path: str):
         super().__init__()
