@@ -108,9 +108,14 @@ def test_the_terminal_table_as_a_user_sees_it(finished_project):
 
 
 def test_status_watch_refreshes_until_ctrl_c(finished_project):
+    """Started with SIGINT ignored, as a non-interactive shell starts its
+    background jobs (and so a suite run as one): SIGINT still ends the watch.
+    This test hung there before the watch set its own handler; where the
+    suite's processes had Python's handler it passed."""
     p = subprocess.Popen([sys.executable, "-m", "tuner", "status", "--project", str(finished_project), "--watch", "0.2"],
                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "COLUMNS": "200"})
+                         env={**os.environ, "COLUMNS": "200"},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     time.sleep(3)
     p.send_signal(signal.SIGINT)
     try:

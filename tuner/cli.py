@@ -211,11 +211,17 @@ def _cmd_status(args) -> int:
         return rows, f"{project}: {len(trials)} trial(s)", best_id(meta, trials), trials
 
     if args.watch:
+        import signal
         import time
 
         from rich.console import Console
         from rich.live import Live
 
+        # Ctrl-C (SIGINT) ends the watch, as it stops a search (its stopper
+        # sets its own handler), also where the process inherited SIGINT
+        # ignored: a shell's background job, a CI runner. Python then leaves
+        # it ignored, and the watch could only be killed.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         rows, title, best, _ = table()
         with Live(rich_table(rows, title, best), console=Console(highlight=False), auto_refresh=False) as live:
             try:
