@@ -177,10 +177,9 @@ class EpochState(keras.callbacks.Callback):
         0-based `epoch` until --max-time, at this run's pace: each epoch its
         training, its validation (where it validates) and its checkpoint
         write; the last may be a part (`Pace.cut_now` cuts it), counted when
-        at least `MIN_PART` of it fits. None without a budget, or before a
-        call of this run is timed. What `LinearDecay` decays to."""
-        from tuner.engine.pace import MIN_PART
-
+        the stopper would start it (`Pace.least_worth_starting`). None
+        without a budget, or before a call of this run is timed. What
+        `LinearDecay` decays to."""
         stopper = self.tuner.stopper
         left = stopper.budget.left() if stopper is not None else None
         train = self.pace.train_seconds() if self.pace is not None else None
@@ -190,9 +189,10 @@ class EpochState(keras.callbacks.Callback):
         save = self.ckpt.write_seconds or 0.0
         e = epoch
         while e < self.epochs:
-            v = val if self.validates(e + 1) else 0.0
+            validates = self.validates(e + 1)
+            v = val if validates else 0.0
             if train + v + save > left:
-                if left >= MIN_PART * train + v:
+                if left >= self.pace.least_worth_starting(validates):
                     e += 1
                 break
             left -= train + v + save
