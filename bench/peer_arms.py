@@ -79,14 +79,14 @@ class EpochClock(keras.callbacks.Callback):
         super().__init__()
         self.path = path
 
-    def _mark(self, kind: str) -> None:
+    def _mark(self, kind: str, extra: str = "") -> None:
         with open(self.path, "a") as f:
-            f.write(f"{kind} {time.monotonic() - process_start():.2f}\n")
+            f.write(f"{kind} {time.monotonic() - process_start():.2f}\n{extra}")
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._mark("begin")
-        with open(self.path, "a") as f:  # the rate this epoch trains at (Keras 3's history has none)
-            f.write(f"rate {float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)):.6g}\n")
+        # and the rate this epoch trains at (Keras 3's history has none)
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self._mark("begin", f"rate {rate:.6g}\n")
 
     def on_epoch_end(self, epoch, logs=None):
         self._mark("end")
