@@ -215,11 +215,12 @@ def test_a_malformed_start_with_is_one_line(tmp_path, entry, message):
     assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr
 
 
-def finished_search(directory: str, name: str, seed: int, trials: int, text: str = cheap.SPACE) -> str:
+def finished_search(directory: str, name: str, seed: int, trials: int, text: str = cheap.SPACE,
+                    quality=cheap.quality) -> str:
     """A finished search's project: its meta and trial files, as warm start reads them."""
     oracle, space = cheap.make_oracle("tpe", seed, trials, directory, space_text=text)
     oracle._set_project_dir(directory, name)  # noqa: SLF001
-    cheap.run(oracle, trials, 3, seed)
+    cheap.run(oracle, trials, 3, seed, quality)
     project = os.path.join(directory, name)
     proj.write_meta(project, {"space": space.to_dict(), "space_text": space.text})
     return project
@@ -243,6 +244,33 @@ def test_warm_start_seeds_the_study_so_tpe_starts_informed(fast_dir):
     again, _ = cheap.make_oracle("tpe", 9, 6, fast_dir)
     again.warm_start = (cpu, trials)
     assert len(again.study.study.trials) == 9
+
+
+def test_a_trial_is_asked_only_the_dimensions_its_callback_reads(fast_dir):
+    """The demo space's shape: plateau_* drawn for reduce_lr_on_plateau trials
+    only (`tuner.spaces.conditions`), every Keras Tuner value still set (the
+    others at their defaults), and a warm start from such trials told them so."""
+    PLATEAU = {"plateau_patience", "plateau_factor"}
+    project = finished_search(fast_dir, "cb", seed=4, trials=16, text=cheap.CALLBACK_SPACE,
+                              quality=cheap.callback_quality)
+    space = parse_space(cheap.CALLBACK_SPACE)
+    study = studied(fast_dir, "cb")
+    kinds = {t.params["callback"] for t in study.trials}
+    assert kinds == {"linear_decay", "reduce_lr_on_plateau", "none"}, kinds
+    for t in study.trials:
+        if t.params["callback"] == "reduce_lr_on_plateau":
+            assert set(t.params) == set(space.varying), t.params
+        else:
+            assert set(t.params) == set(space.varying) - PLATEAU, t.params
+    trials = warm_start.load(project, space.to_dict(), "val_f1")
+    assert len(trials) == 16 and all(PLATEAU <= set(t["params"]) for t in trials)  # Keras Tuner's values: all
+    other, _ = cheap.make_oracle("tpe", 5, 4, fast_dir, space_text=cheap.CALLBACK_SPACE)
+    other.warm_start = (project, trials)
+    other.create_trial("tuner0")
+    warm = [t for t in studied(fast_dir, "tpe-5").trials if t.user_attrs.get(sampler.WARM_FROM)]
+    assert len(warm) == 16
+    assert [PLATEAU <= set(t.params) for t in warm] == [
+        t.params["callback"] == "reduce_lr_on_plateau" for t in warm]
 
 
 def test_warm_start_refuses_a_changed_range_naming_the_dimension(fast_dir, tmp_path):

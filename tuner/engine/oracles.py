@@ -450,7 +450,7 @@ class TPEOracle(KTOracle):
 
     def populate_space(self, trial_id):
         values = {hp.name: hp.default for hp in self.hyperparameters.space}
-        values.update(self.study.ask(trial_id))
+        values.update(self.study.ask(trial_id, fixed=values))
         return {"status": TS.RUNNING, "values": values}
 
     def update_trial(self, trial_id, metrics, step=0):

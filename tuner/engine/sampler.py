@@ -21,8 +21,10 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from tuner.spaces.conditions import is_active, parents_first
 
 #: the Optuna trial's user attribute holding its Keras Tuner trial id
 KT_ID = "kt_trial_id"
@@ -153,8 +155,10 @@ class Study:
         return None if t is None else t.number
 
     # -- ask and tell ------------------------------------------------------
-    def ask(self, trial_id: str) -> dict[str, Any]:
-        """Values for the varying dimensions of Keras Tuner trial `trial_id`:
+    def ask(self, trial_id: str, fixed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Values for the varying dimensions of Keras Tuner trial `trial_id`
+        that its model reads (`tuner.spaces.conditions`: no plateau_factor
+        for a linear_decay trial), given the `fixed` values of the others;
         the same Optuna trial's when it was asked already (a trial id handed
         out again: Keras Tuner reuses an id it did not record)."""
         from optuna.trial import Trial, TrialState
@@ -165,14 +169,18 @@ class Study:
         # An Optuna trial asked but killed before it was tagged is adopted.
         orphan = next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                        if KT_ID not in t.user_attrs), None)
-        if orphan is not None:
-            trial = Trial(self.study, orphan._trial_id)  # noqa: SLF001
-            for name, dist in self.distributions.items():
-                trial._suggest(name, dist)  # noqa: SLF001  (what ask(fixed_distributions) does)
-        else:
-            trial = self.study.ask(self.distributions)
+        trial = Trial(self.study, orphan._trial_id) if orphan is not None else self.study.ask()  # noqa: SLF001
+        self._draw(trial, fixed or {})
         trial.set_user_attr(KT_ID, trial_id)
         return dict(trial.params)
+
+    def _draw(self, trial: Any, fixed: Mapping[str, Any]) -> None:
+        """Define-by-run, parents first: a dimension is drawn only where the
+        values drawn so far make the model read it, so TPE's `group` models
+        each callback's own dimensions apart."""
+        for name in parents_first(self.distributions):
+            if is_active(name, {**fixed, **trial.params}):
+                trial._suggest(name, self.distributions[name])  # noqa: SLF001  (what ask(fixed_distributions) does)
 
     def report(self, trial_id: str, epoch: int, value: float) -> None:
         """Epoch `epoch`'s value as the trial's intermediate value: once per
@@ -217,10 +225,11 @@ class Study:
             value = tr.get("value")
             if state == TrialState.PRUNED:
                 value = inter[max(inter)] if inter else None
+            names = [k for k in self.distributions if is_active(k, tr["params"])]
             self.study.add_trial(optuna.trial.create_trial(
                 state=state, value=value if state != TrialState.FAIL else None,
-                params={k: tr["params"][k] for k in self.distributions},
-                distributions=self.distributions, intermediate_values=inter,
+                params={k: tr["params"][k] for k in names},
+                distributions={k: self.distributions[k] for k in names}, intermediate_values=inter,
                 user_attrs={WARM_FROM: source}))
             n += 1
         return n

@@ -84,10 +84,16 @@ def score_at(pts: Sequence[tuple[int, float | None]], epoch: int, goal: str = "m
 def evaluate(rows: Sequence[Mapping[str, Any]], scores: Sequence[float | None],
              dists: Mapping[str, Any], goal: str = "max") -> tuple[dict[str, float], list[str], int]:
     """(importance by dimension, descending, summing to 1; the varying
-    dimensions left out as constant over these trials; the trials used).
+    dimensions left out, as constant over these trials or as read by only
+    some of them; the trials used).
 
     A trial is used when its score is finite and its values lie in the
-    distributions (a trial of an older range does not)."""
+    distributions (a trial of an older range does not). A dimension that some
+    used trial's model did not read (`tuner.spaces.conditions`: plateau_factor
+    beside linear_decay trials) is left out, as Optuna leaves out a parameter
+    not in every trial: its value there is a default that did nothing."""
+    from tuner.spaces.conditions import is_active
+
     import warnings
 
     import optuna
@@ -106,7 +112,8 @@ def evaluate(rows: Sequence[Mapping[str, Any]], scores: Sequence[float | None],
         except ValueError:
             continue
         used.append(row)
-    constant = [n for n in dists if len({repr(r[n]) for r in used}) <= 1]
+    constant = [n for n in dists if len({repr(r[n]) for r in used}) <= 1
+                or not all(is_active(n, r) for r in used)]
     names = [n for n in dists if n not in constant]
     if not names or len(used) < 2:
         return {}, constant, len(used)

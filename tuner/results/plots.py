@@ -580,7 +580,7 @@ def plot_importance(
     the epoch all are compared at (None/NaN = none, skipped); `distributions`
     the varying dimensions' Optuna distributions (`tuner.results.importance`).
     Optuna's fANOVA ranks them (`importance.evaluate`); dimensions constant
-    over the trials are dropped. The dict is ordered by importance,
+    over the trials, or read by only some of them, are dropped. The dict is ordered by importance,
     descending, and sums to 1. With fewer than `MIN_IMPORTANCE_TRIALS` scored
     trials, no varying hyperparameter or equal scores, the PNG says so and
     ``{}`` is returned. `compared_at` ("epoch 4") goes into the title.
@@ -630,7 +630,7 @@ def plot_importance(
     xlabel = f"importance ({imp.EVALUATOR}, sums to 1)"
     if constant:
         listed = ", ".join(constant[:8]) + (f" and {len(constant) - 8} more" if len(constant) > 8 else "")
-        xlabel += f"\nconstant over these trials, not shown: {listed}"
+        xlabel += f"\nconstant over these trials or read by only some of them, not shown: {listed}"
     ax.set_xlabel(xlabel)
     ax.grid(True, axis="x", alpha=0.3)
     skipped = len(rows) - used

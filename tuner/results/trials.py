@@ -15,6 +15,7 @@ from tuner.errors import ProjectError
 from tuner.engine import ranking, storage
 from tuner.engine.project import ProjectLock, require_project
 from tuner.spaces import train_settings, with_defaults
+from tuner.spaces.conditions import is_active
 
 STUDY_COLUMNS = ("trial", "model", "callback", "epochs", "image preparation", "steps per epoch", "image size",
                  "batch size", "optimizer", "learning rate", "recall", "precision", "F1", "best epoch")
@@ -195,10 +196,13 @@ def study_row(meta: dict[str, Any], t: TrialInfo) -> dict[str, str]:
 
 def status_row(meta: dict[str, Any], t: TrialInfo) -> dict[str, str]:
     row = {"trial": t.trial_id, "state": t.state_text()}
+    used = with_defaults(t.values, meta["space"].get("train"))
     for name in varying_names(meta):
         val = t.values.get(name)
         # the precision dimension is shown as `dtype`: `precision` is the metric's column
-        row["dtype" if name == "precision" else name] = f"{val:.3g}" if isinstance(val, float) else str(val)
+        row["dtype" if name == "precision" else name] = (
+            "-" if not is_active(name, used)  # a value the trial's model never read
+            else f"{val:.3g}" if isinstance(val, float) else str(val))
     if t.dtype:
         row["dtype"] = t.dtype  # what "auto" became on the machine that trained it
     row.update({
