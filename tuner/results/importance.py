@@ -23,6 +23,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tuner.spaces.conditions import is_active
+
 #: Below this many trials at a common epoch the importances are noise (with 3
 #: trials every split is one trial), so none are claimed.
 MIN_TRIALS = 8
@@ -92,8 +94,6 @@ def evaluate(rows: Sequence[Mapping[str, Any]], scores: Sequence[float | None],
     used trial's model did not read (`tuner.spaces.conditions`: plateau_factor
     beside linear_decay trials) is left out, as Optuna leaves out a parameter
     not in every trial: its value there is a default that did nothing."""
-    from tuner.spaces.conditions import is_active
-
     import warnings
 
     import optuna
