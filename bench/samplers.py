@@ -23,32 +23,35 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-SPACE = """
+#: What both objectives' spaces begin with: the method, 4 epochs, the
+#: backbone and the learning rate (`learning_rate_term`).
+_HEAD = """
 method: tpe
 train: {epochs: 4}
 parameters:
   backbone: {value: resnet50v2}
   learning_rate: {min: 1.0e-5, max: 1.0e-2, distribution: log_uniform_values}
+"""
+SPACE = _HEAD + """\
   dropout: {min: 0.0, max: 0.6}
   optimizer: {values: [adam, nadam, rmsprop, sgd]}
 """
 OPTIMIZER = {"adam": 1.0, "nadam": 0.95, "rmsprop": 0.8, "sgd": 0.55}
 
 
+def learning_rate_term(v: dict) -> float:
+    """1 at lr 10^-3.3, falling as a Gaussian in log10(lr) (sd 0.5)."""
+    return math.exp(-((math.log10(v["learning_rate"]) + 3.3) ** 2) / (2 * 0.5 ** 2))
+
+
 def quality(v: dict) -> float:
     """The true quality of a configuration, 1 at lr 10^-3.3, dropout 0.2, adam."""
-    lr = math.exp(-((math.log10(v["learning_rate"]) + 3.3) ** 2) / (2 * 0.5 ** 2))
-    return lr * (1.0 - 1.5 * (v["dropout"] - 0.2) ** 2) * OPTIMIZER[v["optimizer"]]
+    return learning_rate_term(v) * (1.0 - 1.5 * (v["dropout"] - 0.2) ** 2) * OPTIMIZER[v["optimizer"]]
 
 
 #: The demo space's shape: a learning rate, and a callback whose plateau_*
 #: dimensions matter only under reduce_lr_on_plateau (`tuner.spaces.conditions`).
-CALLBACK_SPACE = """
-method: tpe
-train: {epochs: 4}
-parameters:
-  backbone: {value: resnet50v2}
-  learning_rate: {min: 1.0e-5, max: 1.0e-2, distribution: log_uniform_values}
+CALLBACK_SPACE = _HEAD + """\
   callback: {values: [linear_decay, reduce_lr_on_plateau, none]}
   plateau_patience: {values: [2, 3, 5]}
   plateau_factor: {min: 0.05, max: 0.9}
@@ -60,7 +63,7 @@ CALLBACK = {"linear_decay": 0.9, "none": 0.6}
 def callback_quality(v: dict) -> float:
     """1 at lr 10^-3.3 under reduce_lr_on_plateau with patience 3 and factor
     0.3; linear_decay 0.9 whatever the plateau's values; flips do nothing."""
-    lr = math.exp(-((math.log10(v["learning_rate"]) + 3.3) ** 2) / (2 * 0.5 ** 2))
+    lr = learning_rate_term(v)
     if v["callback"] != "reduce_lr_on_plateau":
         return lr * CALLBACK[v["callback"]]
     plateau = {2: 0.8, 3: 1.0, 5: 0.7}[int(v["plateau_patience"])]
