@@ -5,6 +5,7 @@ holds what `model.save_weights` writes."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 
 class SlowDisk:
-    """tf.io.gfile whose writes of epoch weights wait until `release` is set."""
+    """The checkpoint's file system, whose writes of epoch weights wait until `release` is set."""
 
     def __init__(self, real):
         self.real, self.release, self.writing = real, threading.Event(), threading.Event()
@@ -63,16 +64,16 @@ def _state(model):
 
 def test_the_next_epoch_does_not_wait_for_the_disk_and_the_file_is_the_epoch_end(tmp_path, monkeypatch):
     import keras
-    import tensorflow as tf
 
     from tuner.engine import checkpoint
     from tuner.engine.checkpoint import TrialCheckpoint
+    from tuner.engine.storage import files
 
     model = _trained_model()
     at_end = _state(model)
     reference = tmp_path / "reference.weights.h5"
     model.save_weights(str(reference))
-    disk = SlowDisk(tf.io.gfile)
+    disk = SlowDisk(files())
     monkeypatch.setattr(checkpoint, "_gfile", lambda: disk)
     ckpt = TrialCheckpoint(str(tmp_path / "trial"))
     t0 = time.monotonic()
@@ -189,3 +190,107 @@ def test_losses_after_a_resume_are_those_of_an_uninterrupted_run(tmp_path, into)
     assert TrialCheckpoint(str(tmp_path / "trial")).restore(model)["epoch"] == 2
     resumed = model.fit(x, y, epochs=4, initial_epoch=2, **fit).history["loss"]
     assert resumed == straight[2:], (straight, first, resumed)
+
+
+def test_a_later_save_reuses_the_last_saves_memory_and_holds_its_own_epoch(tmp_path, monkeypatch):
+    """The snapshot's arrays and the HDF5 image come back from the last
+    save (fresh pages cost seconds a save on a small VM), and reusing them
+    never lets a save see another epoch's values: training moves on while
+    the second write is held up, and the file is still the second epoch's end."""
+    from tuner.engine import buffers, checkpoint
+    from tuner.engine.checkpoint import TrialCheckpoint
+    from tuner.engine.storage import files
+
+    model = _trained_model()
+    ckpt = TrialCheckpoint(str(tmp_path / "trial"))
+    ckpt.save(model, 1, {"rows": []})
+    ckpt.flush()
+    arrays = {id(a) for spare in buffers._arrays.values() for a in spare}
+    (image,) = buffers._images
+    assert len(arrays) == len(model.weights) + len(model.optimizer.variables)
+
+    model.fit(np.ones((8, 4)), np.zeros((8, 3)), epochs=1, verbose=0)
+    reference = tmp_path / "epoch2.weights.h5"
+    model.save_weights(str(reference))
+    disk = SlowDisk(files())
+    monkeypatch.setattr(checkpoint, "_gfile", lambda: disk)
+    ckpt.save(model, 2, {"rows": []})
+    assert disk.writing.wait(30), "nothing was written"
+    model.fit(np.full((8, 4), 3.0), np.full((8, 3), 7.0), epochs=2, verbose=0)  # while the write waits
+    disk.release.set()
+    ckpt.flush()
+    assert {id(a) for spare in buffers._arrays.values() for a in spare} == arrays  # the same arrays
+    assert buffers._images == [image]  # and the same image buffer
+    written = tmp_path / "trial" / "resume" / "epoch-0002.weights.h5"
+    assert h5_content(written) == h5_content(reference)
+    assert sorted(p.name for p in written.parent.iterdir()) == ["epoch-0002.weights.h5"]
+
+
+def test_the_image_buffer_is_a_file_for_h5py_and_grows():
+    import h5py
+
+    from tuner.engine.buffers import PAGE, ImageBuffer
+
+    buf = ImageBuffer(0)  # one page: h5py's writes make it grow
+    data = np.random.default_rng(0).normal(size=(300, 1000))
+    with h5py.File(buf, "w") as f:
+        f["a/x"] = data
+        f["a"].attrs["note"] = "kept"
+    view = buf.getbuffer()
+    assert len(view) > data.nbytes and len(buf._mm) % PAGE == 0
+    assert np.frombuffer(view, np.uint8).ctypes.data % PAGE == 0  # page-aligned, for O_DIRECT
+    image = bytes(view)
+    view.release()
+    with h5py.File(buf, "r") as f:  # read back through the same buffer
+        np.testing.assert_array_equal(f["a/x"][()], data)
+        assert f["a"].attrs["note"] == "kept"
+    buf.give_back()
+    again = ImageBuffer(len(image))
+    assert again._mm is not None and len(again._mm) >= len(image)
+    again.write(b"abc")
+    again.seek(10)
+    again.write(b"z")
+    assert again.getvalue() == b"abc" + bytes(7) + b"z"  # a gap reads as zeros, not the last save's bytes
+    again.give_back()
+
+
+@pytest.mark.parametrize("where", ["disk", "tmpfs"])
+@pytest.mark.parametrize("size", [4096 * 5, 4096 * 5 + 123, 100])
+def test_a_direct_file_writes_exactly_the_bytes_aligned_or_not(tmp_path, where, size):
+    """Page-aligned memory goes to the disk with O_DIRECT, the rest (an odd
+    tail, unaligned memory) the ordinary way, into the same file."""
+    import mmap
+    import tempfile
+
+    from tuner.engine.storage import DirectFile
+
+    folder = str(tmp_path) if where == "disk" else "/dev/shm"
+    if not os.path.isdir(folder):
+        pytest.skip("no /dev/shm")
+    payload = np.random.default_rng(size).integers(0, 256, size + 1, dtype=np.uint8).tobytes()
+    aligned = mmap.mmap(-1, size + 4096)
+    aligned[: size + 1] = payload
+    fd, path = tempfile.mkstemp(dir=folder)
+    os.close(fd)
+    try:
+        with DirectFile(path) as out:
+            out.write(memoryview(aligned)[:size])  # page-aligned
+            out.write(memoryview(payload)[1:5])  # unaligned, at an unaligned offset
+            out.write(memoryview(aligned)[:size])  # page-aligned memory, at an unaligned offset
+        with open(path, "rb") as f:
+            assert f.read() == payload[:size] + payload[1:5] + payload[:size]
+        if _takes_o_direct(folder):
+            assert out.direct_bytes == size - size % 4096  # only the first write could go direct
+    finally:
+        os.unlink(path)
+
+
+def _takes_o_direct(folder: str) -> bool:
+    path = os.path.join(folder, f".probe-{os.getpid()}")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+    except (OSError, AttributeError):
+        return False
+    os.close(fd)
+    os.unlink(path)
+    return True

@@ -642,7 +642,7 @@ def test_fuzzed_bad_space_files_end_the_cli_with_one_line(tmp_path_factory, cont
 
 
 class FullDiskGfile:
-    """tf.io.gfile as tuner.engine.checkpoint sees it, except that the armed epoch's
+    """The file system as tuner.engine.checkpoint sees it, except that the armed epoch's
     weights file ends up half written and its write fails the way a full
     disk does (once), before it could be renamed into place."""
 
@@ -692,10 +692,10 @@ def _disk_full_error(kind: str) -> BaseException:
 @pytest.mark.parametrize("kind", ["oserror", "gfile"])
 def test_failed_checkpoint_write_keeps_the_previous_checkpoint(flower_root, tmp_path, monkeypatch, capsys, kind):
     import keras
-    import tensorflow as tf
 
     from tuner.engine import checkpoint
     from tuner.engine.checkpoint import TrialCheckpoint
+    from tuner.engine.storage import files
     from tuner.search import SearchOptions, run_search
 
     epochs = 3
@@ -711,7 +711,7 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(flower_root, tmp_
             at_epoch1.update(model=model, weights=[np.array(w) for w in model.get_weights()],
                              optimizer=[np.array(v.numpy()) for v in model.optimizer.variables])
 
-    disk = FullDiskGfile(tf.io.gfile, _disk_full_error(kind))
+    disk = FullDiskGfile(files(), _disk_full_error(kind))
     monkeypatch.setattr(TrialCheckpoint, "save", save)
     monkeypatch.setattr(checkpoint, "_gfile", lambda: disk)
     bugs = []

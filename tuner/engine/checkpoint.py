@@ -203,10 +203,16 @@ class TrialCheckpoint:
         try:
             gfile.makedirs(folder)
             data = snap.h5_file()
-            with gfile.GFile(partial, "wb") as f:
-                for start in range(0, len(data), WRITE_CHUNK):  # no third copy of a large file
-                    f.write(bytes(data[start:start + WRITE_CHUNK]))
-            del data
+            try:
+                with gfile.GFile(partial, "wb") as f:
+                    if "://" not in partial:
+                        f.write(data)  # in place, with O_DIRECT where it can (storage.DirectFile)
+                    else:  # tf.io.gfile takes bytes: in chunks, no third copy of a large file
+                        for start in range(0, len(data), WRITE_CHUNK):
+                            f.write(bytes(data[start:start + WRITE_CHUNK]))
+            finally:
+                data.release()
+                snap.release()
             if guard is not None:
                 guard()
             gfile.rename(partial, target, overwrite=True)
