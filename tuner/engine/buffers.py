@@ -57,7 +57,7 @@ class ImageBuffer(io.BytesIO):
     """A file in memory for h5py (Keras' `H5IOStore` takes only a `BytesIO`),
     held in a page-aligned anonymous mapping that is reused from save to save
     and grows by doubling. Page alignment also lets the file be written with
-    `O_DIRECT` (see `storage.LocalFiles`) straight from these pages."""
+    `O_DIRECT` (see `storage.DirectFile`) straight from these pages."""
 
     def __init__(self, capacity: int = 0):
         super().__init__()

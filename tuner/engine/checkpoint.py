@@ -26,6 +26,7 @@ import keras
 import numpy as np
 
 from tuner.engine.snapshot import Snapshot, restore_seeds, snapshot
+from tuner.engine.storage import is_remote
 from tuner.errors import TunerError
 
 HISTORY_COLUMNS = (
@@ -61,7 +62,7 @@ def disk_full(error: BaseException) -> bool:
 def atomic_write(path: str, data: bytes | str) -> None:
     """Write then rename, so readers see the old or the new file, never half."""
     raw = data.encode() if isinstance(data, str) else data
-    if "://" not in path:
+    if not is_remote(path):
         folder = os.path.dirname(path) or "."
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
         try:
@@ -205,7 +206,7 @@ class TrialCheckpoint:
             data = snap.h5_file()
             try:
                 with gfile.GFile(partial, "wb") as f:
-                    if "://" not in partial:
+                    if not is_remote(partial):
                         f.write(data)  # in place, with O_DIRECT where it can (storage.DirectFile)
                     else:  # tf.io.gfile takes bytes: in chunks, no third copy of a large file
                         for start in range(0, len(data), WRITE_CHUNK):
@@ -277,7 +278,7 @@ def publish(source: str, target: str) -> None:
     object store; then a rename over the old file, so a reader (export,
     Hyperband's promotion) sees the old best or the new one, never half."""
     tmp = f"{os.path.dirname(target)}/.part-{os.getpid()}-{os.path.basename(target)}"
-    if "://" not in target:
+    if not is_remote(target):
         if os.path.lexists(tmp):
             os.unlink(tmp)
         try:

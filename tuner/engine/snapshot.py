@@ -5,8 +5,9 @@ each variable into an HDF5 file as it goes: 0.5-0.9 s for ResNet50V2 with
 Adam on 2 cores, all of it on the training thread. Here the same walk, with
 Keras's own code, records numpy copies instead of writing (into arrays kept
 from the last save: 0.1 s for 285 MB, see `buffers`), and `h5_file` later
-lays them out with Keras's own HDF5 store in memory, so the file holds what `save_weights` writes (the same groups,
-datasets and attributes) and `load_weights` reads it. The walk and the store are Keras internals
+lays them out with Keras's own HDF5 store in memory, so the file holds what
+`save_weights` writes (the same groups, datasets and attributes) and
+`load_weights` reads it. The walk and the store are Keras internals
 (`keras.src.saving.saving_lib`); where they are missing, `snapshot` falls back
 to `save_weights` into a temporary file, on the training thread.
 
